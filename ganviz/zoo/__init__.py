@@ -1,0 +1,4 @@
+"""Bundled models trained on the toy world: ``load('toy-classifier' | 'toy-gan' | 'toy-segmenter')``."""
+from .registry import ChecksumError, ModelInfo, available, info, load, save_weights
+
+__all__ = ["load", "info", "available", "ModelInfo", "ChecksumError", "save_weights"]

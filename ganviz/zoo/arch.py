@@ -1,0 +1,116 @@
+"""Architectures of the bundled toy-world models (small, but named like the real networks they stand in for)."""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+from torch.nn.utils import spectral_norm
+
+
+def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(OrderedDict(conv=nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                                     bn=nn.BatchNorm2d(cout), relu=nn.ReLU(inplace=True)))
+
+
+class ToyVGG(nn.Module):
+    """A VGG-style scene classifier for 64x64 images with VGG's layer names (``conv1_1`` ... ``conv5_3``).
+
+    Four blocks halve the resolution (64, 32, 16, 8); ``conv4_*`` and ``conv5_*`` both work at 8x8 so that the
+    last conv layer (``conv5_3``, 192 units) has unit maps fine enough to dissect.  A global average pool and one
+    linear layer (``fc``) give the class logits, so the logits are a linear read-out of conv5_3 units.
+    """
+
+    widths = {1: 16, 2: 32, 3: 64, 4: 128, 5: 192}
+    depths = {1: 2, 2: 2, 3: 3, 4: 3, 5: 3}
+
+    def __init__(self, num_classes: int = 8):
+        super().__init__()
+        cin = 3
+        for b in range(1, 6):
+            for k in range(1, self.depths[b] + 1):
+                self.add_module(f"conv{b}_{k}", _conv_bn_relu(cin, self.widths[b]))
+                cin = self.widths[b]
+            if b <= 3:
+                self.add_module(f"pool{b}", nn.MaxPool2d(2))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(0.2)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for name, module in self.named_children():
+            if name == "fc":
+                x = torch.flatten(x, 1)
+            x = module(x)
+        return x
+
+
+class ToyGenerator(nn.Module):
+    """A Progressive-GAN-style generator: ``layer1`` ... ``layer8`` from a 128-d latent to a 64x64 RGB image.
+
+    Resolutions 4, 4, 8, 8, 16, 16, 32, 64 with widths 256, 256, 256, 256, 128, 128, 64, 32 (BatchNorm + ReLU);
+    ``output`` is a 3x3 conv to RGB followed by tanh, so images are in [-1, 1].
+    """
+
+    resolutions = (4, 4, 8, 8, 16, 16, 32, 64)
+    widths = (256, 256, 256, 256, 128, 128, 64, 32)
+
+    def __init__(self, z_dim: int = 128):
+        super().__init__()
+        self.z_dim = z_dim
+        w0 = self.widths[0]
+        self.layer1 = nn.Sequential(OrderedDict(
+            fc=nn.Linear(z_dim, w0 * 16, bias=False), unflatten=nn.Unflatten(1, (w0, 4, 4)),
+            bn=nn.BatchNorm2d(w0), relu=nn.ReLU(inplace=True)))
+        for i in range(1, len(self.widths)):
+            block = _conv_bn_relu(self.widths[i - 1], self.widths[i])
+            if self.resolutions[i] > self.resolutions[i - 1]:
+                block = nn.Sequential(OrderedDict([("upsample", nn.Upsample(scale_factor=2, mode="nearest")),
+                                                   *block.named_children()]))
+            self.add_module(f"layer{i + 1}", block)
+        self.output = nn.Sequential(OrderedDict(conv=nn.Conv2d(self.widths[-1], 3, 3, padding=1), tanh=nn.Tanh()))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = z.reshape(z.shape[0], -1)
+        for module in self.children():
+            x = module(x)
+        return x
+
+
+class ToyDiscriminator(nn.Module):
+    """The generator's mirror for training: spectral-normalised convs with LeakyReLU, 64x64 -> one score."""
+
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256, 256)):
+        super().__init__()
+        layers: list[nn.Module] = [spectral_norm(nn.Conv2d(3, widths[0], 3, padding=1)), nn.LeakyReLU(0.2)]
+        for a, b in zip(widths[:-1], widths[1:]):
+            layers += [spectral_norm(nn.Conv2d(a, b, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
+        self.features = nn.Sequential(*layers)
+        self.head = spectral_norm(nn.Linear(widths[-1] * 16, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(self.features(x), 1)).squeeze(1)
+
+
+class ToySegmenter(nn.Module):
+    """A small U-Net-style encoder-decoder predicting a concept label for every pixel of a 64x64 image."""
+
+    def __init__(self, num_concepts: int = 16, widths: tuple[int, int, int] = (16, 32, 64)):
+        super().__init__()
+        a, b, c = widths
+        self.enc1 = nn.Sequential(_conv_bn_relu(3, a), _conv_bn_relu(a, a))
+        self.enc2 = nn.Sequential(nn.MaxPool2d(2), _conv_bn_relu(a, b), _conv_bn_relu(b, b))
+        self.enc3 = nn.Sequential(nn.MaxPool2d(2), _conv_bn_relu(b, c), _conv_bn_relu(c, c))
+        self.up3 = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        self.dec2 = nn.Sequential(_conv_bn_relu(c + b, b), _conv_bn_relu(b, b))
+        self.up2 = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        self.dec1 = nn.Sequential(_conv_bn_relu(b + a, a), _conv_bn_relu(a, a))
+        self.classifier = nn.Conv2d(a, num_concepts, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e1 = self.enc1(x)
+        e2 = self.enc2(e1)
+        e3 = self.enc3(e2)
+        d2 = self.dec2(torch.cat([self.up3(e3), e2], 1))
+        d1 = self.dec1(torch.cat([self.up2(d2), e1], 1))
+        return self.classifier(d1)

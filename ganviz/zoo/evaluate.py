@@ -1,0 +1,193 @@
+"""Measure the bundled models against their quality bars: ``python -m ganviz.zoo.evaluate``.
+
+All measurements use freshly rendered scenes of toy world seed 1 (training used seed 0).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..imaging import make_grid, to_uint8
+from ..metrics import confusion, frechet_distance, segmentation_scores
+from ..toyworld import CONCEPTS, SCENE_CLASSES, WATERMARK_FRACTION, render_batch
+from ..trace import Trace
+from .arch import ToyGenerator
+from .registry import load
+
+EVAL_SEED = 1
+WATERMARK_MIN_SHARE = 0.03  # an image "has a watermark" when the segmenter labels >= 3% of it watermark
+
+
+def held_out(n: int, seed: int = EVAL_SEED) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``n`` fresh scenes: images in [-1, 1] (N,3,64,64), labels (N,64,64) long, classes (N,) long."""
+    images, labels, classes = render_batch(range(n), seed)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    return x, torch.from_numpy(labels).long(), torch.from_numpy(classes)
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def _batched(fn, x: torch.Tensor, batch: int = 250) -> torch.Tensor:
+    return torch.cat([fn(x[i:i + batch]) for i in range(0, len(x), batch)])
+
+
+@torch.no_grad()
+def classifier_features(classifier: nn.Module, x: torch.Tensor, layer: str = "conv5_3", batch: int = 250
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class probabilities and spatially averaged ``layer`` features of images in [-1, 1]."""
+    dev = _device(classifier)
+    probs, feats = [], []
+    for i in range(0, len(x), batch):
+        with Trace(classifier, layer) as tr:
+            logits = tr.run(x[i:i + batch].to(dev))
+            feats.append(tr[layer].output.mean((2, 3)).float().cpu())
+        probs.append(logits.softmax(1).float().cpu())
+    return torch.cat(probs), torch.cat(feats)
+
+
+@torch.no_grad()
+def segment(segmenter: nn.Module, x: torch.Tensor, batch: int = 250) -> torch.Tensor:
+    """Concept label maps (N,H,W) of images in [-1, 1]."""
+    dev = _device(segmenter)
+    return _batched(lambda b: segmenter(b.to(dev)).argmax(1).cpu(), x, batch)
+
+
+@torch.no_grad()
+def generate(generator: nn.Module, n: int, seed: int = 0, z_dim: int = 128, batch: int = 250) -> torch.Tensor:
+    """``n`` generated images in [-1, 1] from latents drawn with ``seed``."""
+    z = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
+    dev = _device(generator)
+    return _batched(lambda b: generator(b.to(dev)).float().cpu(), z, batch)
+
+
+def evaluate_classifier(classifier: nn.Module, n: int = 2000, seed: int = EVAL_SEED) -> dict:
+    x, _, y = held_out(n, seed)
+    probs, _ = classifier_features(classifier, x)
+    pred = probs.argmax(1)
+    per_class = {SCENE_CLASSES[c]: float((pred[y == c] == c).float().mean()) for c in range(len(SCENE_CLASSES))}
+    return {"n": n, "accuracy": float((pred == y).float().mean()), "per_class_accuracy": per_class}
+
+
+def evaluate_segmenter(segmenter: nn.Module, n: int = 1000, seed: int = EVAL_SEED) -> dict:
+    x, labels, _ = held_out(n, seed)
+    pred = segment(segmenter, x)
+    scores = segmentation_scores(confusion(pred, labels, len(CONCEPTS)), min_share=0.005)
+    scores["iou"] = dict(zip(CONCEPTS, scores["iou"]))
+    scores["share"] = dict(zip(CONCEPTS, scores["share"]))
+    scores["mean_iou_classes"] = [CONCEPTS[i] for i in scores["mean_iou_classes"]]
+    scores["n"] = n
+    return scores
+
+
+def concept_areas(labels: torch.Tensor) -> torch.Tensor:
+    """Per-image area fraction of every concept: (N, K)."""
+    n = labels.shape[0]
+    flat = labels.reshape(n, -1)
+    counts = torch.zeros(n, len(CONCEPTS)).scatter_add_(1, flat, torch.ones_like(flat, dtype=torch.float))
+    return counts / flat.shape[1]
+
+
+def evaluate_generator(generator: nn.Module, classifier: nn.Module, segmenter: nn.Module, n: int = 1000,
+                       seed: int = EVAL_SEED, z_dim: int = 128) -> dict:
+    fake = generate(generator, n, seed=seed, z_dim=z_dim)
+    real, real_labels, _ = held_out(n, seed)
+    probs, feats_fake = classifier_features(classifier, fake)
+    _, feats_real = classifier_features(classifier, real)
+    torch.manual_seed(seed)
+    untrained = ToyGenerator(z_dim).eval().to(_device(generator))
+    _, feats_untrained = classifier_features(classifier, generate(untrained, n, seed=seed, z_dim=z_dim))
+    fd, fd0 = frechet_distance(feats_fake, feats_real), frechet_distance(feats_untrained, feats_real)
+    area_fake = concept_areas(segment(segmenter, fake)).mean(0)
+    area_real_seg = concept_areas(segment(segmenter, real))
+    area_real = concept_areas(real_labels).mean(0)
+    w = CONCEPTS.index("watermark")
+    mark_fake = float((concept_areas(segment(segmenter, fake))[:, w] >= WATERMARK_MIN_SHARE).float().mean())
+    mark_real = float((area_real_seg[:, w] >= WATERMARK_MIN_SHARE).float().mean())
+    major = [k for k in range(len(CONCEPTS)) if area_real[k] >= 0.02]
+    rel = {CONCEPTS[k]: float((area_fake[k] - area_real[k]) / area_real[k]) for k in major}
+    confident = probs.max(1).values >= 0.8
+    return {
+        "n": n,
+        "confident_fraction": float(confident.float().mean()),
+        "class_shares": dict(zip(SCENE_CLASSES, torch.bincount(probs.argmax(1)[confident],
+                                                               minlength=len(SCENE_CLASSES)).div(n).tolist())),
+        "area_generated": dict(zip(CONCEPTS, area_fake.tolist())),
+        "area_real": dict(zip(CONCEPTS, area_real.tolist())),
+        "area_relative_error": rel,
+        "watermark_fraction_generated": mark_fake,
+        "watermark_fraction_real": mark_real,
+        "watermark_fraction_training": WATERMARK_FRACTION,
+        "frechet_distance": fd,
+        "frechet_distance_untrained": fd0,
+        "frechet_ratio": fd / fd0,
+    }
+
+
+BARS = {
+    "classifier accuracy >= 0.95": lambda r: r["classifier"]["accuracy"] >= 0.95,
+    "baseball/soccer accuracy >= 0.90 each": lambda r: min(r["classifier"]["per_class_accuracy"]["baseball_field"],
+                                                          r["classifier"]["per_class_accuracy"]["soccer_field"]) >= 0.9,
+    "segmenter pixel accuracy >= 0.95": lambda r: r["segmenter"]["pixel_accuracy"] >= 0.95,
+    "segmenter mean IoU >= 0.80": lambda r: r["segmenter"]["mean_iou"] >= 0.8,
+    "generator confident (p >= 0.8) >= 0.85": lambda r: r["generator"]["confident_fraction"] >= 0.85,
+    "generator concept areas within 35%": lambda r: max(map(abs, r["generator"]["area_relative_error"].values()))
+    <= 0.35,
+    "generator watermark fraction within 0.10": lambda r: abs(r["generator"]["watermark_fraction_generated"]
+                                                              - WATERMARK_FRACTION) <= 0.10,
+    "generator Frechet ratio <= 0.25": lambda r: r["generator"]["frechet_ratio"] <= 0.25,
+}
+
+
+def contact_sheet(generator: nn.Module, path: str | Path, n: int = 64, seed: int = 2024, z_dim: int = 128) -> Path:
+    """Save a grid of ``n`` generated samples (enlarged 2x) as a PNG."""
+    from PIL import Image
+
+    grid = make_grid(to_uint8(generate(generator, n, seed=seed, z_dim=z_dim), (-1, 1)), cols=8)
+    Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(path)
+    return Path(path)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m ganviz.zoo.evaluate", description=__doc__.split("\n")[0])
+    p.add_argument("--models", nargs="+", default=["classifier", "segmenter", "generator"])
+    p.add_argument("--n-classifier", type=int, default=2000)
+    p.add_argument("--n-segmenter", type=int, default=1000)
+    p.add_argument("--n-generator", type=int, default=1000)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", help="also write the numbers to this file")
+    p.add_argument("--sheet", help="write a contact sheet of 64 generated samples to this PNG")
+    args = p.parse_args(argv)
+    report: dict = {}
+    clf = load("toy-classifier", args.device)[0] if {"classifier", "generator"} & set(args.models) else None
+    seg = load("toy-segmenter", args.device)[0] if {"segmenter", "generator"} & set(args.models) else None
+    if "classifier" in args.models:
+        report["classifier"] = evaluate_classifier(clf, args.n_classifier)
+    if "segmenter" in args.models:
+        report["segmenter"] = evaluate_segmenter(seg, args.n_segmenter)
+    if "generator" in args.models:
+        gen = load("toy-gan", args.device)[0]
+        report["generator"] = evaluate_generator(gen, clf, seg, args.n_generator)
+        if args.sheet:
+            contact_sheet(gen, args.sheet)
+    print(json.dumps(report, indent=1, default=float))
+    for name, check in BARS.items():
+        try:
+            ok = check(report)
+        except KeyError:
+            continue
+        print(f"{'PASS' if ok else 'FAIL'}  {name}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Load the bundled toy-world models offline: safetensors weights, checked against recorded sha256 sums."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..toyworld import CONCEPTS, SCENE_CLASSES
+from .arch import ToyGenerator, ToySegmenter, ToyVGG
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+MANIFEST = "manifest.json"
+
+
+class ChecksumError(RuntimeError):
+    """A weights file does not match the sha256 recorded when it was exported."""
+
+
+@dataclass
+class ModelInfo:
+    """What a user needs to drive a bundled model."""
+
+    name: str
+    kind: str  # "classifier" | "generator" | "segmenter"
+    resolution: int
+    input_range: tuple[float, float]  # images are fed (and generated) in this value range
+    layers: tuple[str, ...]  # layers worth inspecting, shallow to deep
+    default_layer: str
+    class_names: tuple[str, ...] = ()
+    concept_names: tuple[str, ...] = ()
+    z_dim: int = 0
+    description: str = ""
+    file: str = ""
+    sha256: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def to_input(self, images: torch.Tensor) -> torch.Tensor:
+        """Map images in [0, 1] (N,3,H,W) to the model's input range."""
+        lo, hi = self.input_range
+        return images * (hi - lo) + lo
+
+    def to_unit_range(self, images: torch.Tensor) -> torch.Tensor:
+        """Map model-range images (e.g. generator output) back to [0, 1]."""
+        lo, hi = self.input_range
+        return ((images - lo) / (hi - lo)).clamp(0, 1)
+
+
+def _specs() -> dict[str, tuple[Callable[[], nn.Module], ModelInfo]]:
+    vgg_layers = tuple(f"conv{b}_{k}" for b in range(1, 6) for k in range(1, ToyVGG.depths[b] + 1))
+    return {
+        "toy-classifier": (lambda: ToyVGG(len(SCENE_CLASSES)), ModelInfo(
+            "toy-classifier", "classifier", 64, (-1.0, 1.0), vgg_layers, "conv5_3", class_names=SCENE_CLASSES,
+            description="VGG-style scene classifier (8 toy-world scene classes, 64x64 input)")),
+        "toy-gan": (lambda: ToyGenerator(128), ModelInfo(
+            "toy-gan", "generator", 64, (-1.0, 1.0), tuple(f"layer{i}" for i in range(1, 9)), "layer4",
+            z_dim=128, description="Progressive-GAN-style generator of 64x64 toy-world scenes")),
+        "toy-segmenter": (lambda: ToySegmenter(len(CONCEPTS)), ModelInfo(
+            "toy-segmenter", "segmenter", 64, (-1.0, 1.0), ("enc1", "enc2", "enc3", "dec2", "dec1"), "dec1",
+            concept_names=CONCEPTS, description="U-Net-style segmenter of the 16 toy-world concepts")),
+    }
+
+
+def available() -> list[str]:
+    """Names of the bundled models."""
+    return sorted(_specs())
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_manifest(folder: Path) -> dict:
+    path = folder / MANIFEST
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def info(name: str) -> ModelInfo:
+    """Metadata of a bundled model (without loading its weights)."""
+    specs = _specs()
+    if name not in specs:
+        raise KeyError(f"no bundled model {name!r}; available: {', '.join(sorted(specs))}")
+    meta = specs[name][1]
+    entry = _read_manifest(WEIGHTS_DIR).get(name, {})
+    return ModelInfo(**{**asdict(meta), "file": entry.get("file", ""), "sha256": entry.get("sha256", ""),
+                        "extra": entry.get("extra", {})})
+
+
+def load(name: str, device: str | torch.device = "cpu", folder: str | Path | None = None
+         ) -> tuple[nn.Module, ModelInfo]:
+    """Load bundled model ``name`` on ``device`` in eval mode; returns ``(model, info)``.
+
+    The weights file's sha256 is checked against the manifest first; nothing is downloaded.
+    """
+    from safetensors.torch import load_file
+
+    folder = Path(folder) if folder is not None else WEIGHTS_DIR
+    meta = info(name)
+    entry = _read_manifest(folder).get(name)
+    if entry is None:
+        raise FileNotFoundError(f"no weights for {name!r} in {folder}; train them with "
+                                f"`python -m ganviz.zoo.train {meta.kind.replace('generator', 'gan')} --export`")
+    path = folder / entry["file"]
+    if not path.exists():
+        raise FileNotFoundError(f"weights file {path} for {name!r} is missing")
+    digest = _sha256(path)
+    if digest != entry["sha256"]:
+        raise ChecksumError(f"weights file {path} is corrupted or was modified: sha256 {digest[:16]}... does not "
+                            f"match the recorded {entry['sha256'][:16]}...; reinstall ganviz or re-export the model")
+    model = _specs()[name][0]()
+    model.load_state_dict(load_file(str(path)), strict=True)
+    model = model.to(device).eval()
+    meta.file, meta.sha256, meta.extra = entry["file"], digest, entry.get("extra", {})
+    return model, meta
+
+
+def save_weights(name: str, model: nn.Module, folder: str | Path | None = None, extra: dict | None = None) -> Path:
+    """Write ``model``'s weights as safetensors and record their sha256 in the folder's manifest."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder) if folder is not None else WEIGHTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().float().contiguous().cpu() if v.is_floating_point() else v.detach().contiguous().cpu()
+             for k, v in model.state_dict().items()}
+    path = folder / f"{name}.safetensors"
+    tmp = path.with_suffix(".tmp")
+    save_file(state, str(tmp))
+    os.replace(tmp, path)
+    manifest = _read_manifest(folder)
+    manifest[name] = {"file": path.name, "sha256": _sha256(path), "bytes": path.stat().st_size,
+                      "extra": extra or manifest.get(name, {}).get("extra", {})}
+    mtmp = folder / (MANIFEST + ".tmp")
+    mtmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    os.replace(mtmp, folder / MANIFEST)
+    return path

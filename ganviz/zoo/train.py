@@ -1,0 +1,297 @@
+"""Train the bundled toy-world models on the CPU: ``python -m ganviz.zoo.train classifier|gan|segmenter``.
+
+Every run renders its training scenes from toy world seed ``--world-seed`` (default 0), checkpoints to
+``--out`` every ``--every`` steps and resumes from the latest checkpoint there.  The batch order is a pure
+function of ``(--seed, step)``, so a resumed run sees the same batches as an uninterrupted one.  ``--export``
+writes the finished (or latest) weights into the package and records their sha256.  docs/models.md lists the
+commands that produced the shipped weights.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..toyworld import CONCEPTS, SCENE_CLASSES, render_batch
+from .arch import ToyDiscriminator, ToyGenerator, ToySegmenter, ToyVGG
+from .registry import save_weights
+
+IMAGENET_MEAN = (0.5, 0.5, 0.5)
+
+
+def render_dataset(n: int, world_seed: int, workers: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Render ``n`` scenes as uint8 tensors ``(images N,3,H,W, labels N,H,W, classes N)`` using a process pool."""
+    chunks = [range(i, min(i + 1000, n)) for i in range(0, n, 1000)]
+    parts = []
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers) as pool:
+            futures = [pool.submit(render_batch, c, world_seed) for c in chunks]
+            for f in tqdm(futures, desc=f"render {n} scenes", unit="k"):
+                parts.append(f.result())
+    else:
+        parts = [render_batch(c, world_seed) for c in tqdm(chunks, desc=f"render {n} scenes", unit="k")]
+    images = torch.from_numpy(np.concatenate([p[0] for p in parts])).permute(0, 3, 1, 2).contiguous()
+    labels = torch.from_numpy(np.concatenate([p[1] for p in parts]))
+    classes = torch.from_numpy(np.concatenate([p[2] for p in parts]))
+    return images, labels, classes
+
+
+def batch_indices(seed: int, step: int, n: int, batch: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    return torch.randint(0, n, (batch,), generator=g)
+
+
+def to_input(images_u8: torch.Tensor, flip: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 (N,3,H,W) -> float in [-1, 1], channels_last, optional per-sample horizontal flip."""
+    x = images_u8.float().div_(127.5).sub_(1.0)
+    if flip is not None and flip.any():
+        x[flip] = x[flip].flip(-1)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+class Run:
+    """Checkpointing and resume for one training run."""
+
+    def __init__(self, out: Path, name: str, modules: dict[str, object]):
+        self.dir = out / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.modules = modules
+        self.step = 0
+        self.log = open(self.dir / "log.txt", "a")
+        self.t0 = time.time()
+        self.elapsed0 = 0.0
+
+    @property
+    def ckpt(self) -> Path:
+        return self.dir / "checkpoint.pt"
+
+    def resume(self) -> None:
+        if self.ckpt.exists():
+            state = torch.load(self.ckpt, map_location="cpu", weights_only=True)
+            for k, m in self.modules.items():
+                m.load_state_dict(state[k])
+            self.step = int(state["step"])
+            self.elapsed0 = float(state.get("elapsed", 0.0))
+            print(f"resumed {self.ckpt} at step {self.step}")
+
+    def elapsed(self) -> float:
+        return self.elapsed0 + time.time() - self.t0
+
+    def save(self) -> None:
+        state = {k: m.state_dict() for k, m in self.modules.items()}
+        state["step"] = self.step
+        state["elapsed"] = self.elapsed()
+        tmp = self.ckpt.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.ckpt)
+
+    def write(self, msg: str) -> None:
+        self.log.write(f"step {self.step} t={self.elapsed():.0f}s {msg}\n")
+        self.log.flush()
+
+
+def _loop(run: Run, steps: int, every: int, body: Callable[[int], str]) -> None:
+    bar = tqdm(total=steps, initial=run.step, desc=run.dir.name)
+    while run.step < steps:
+        msg = body(run.step)
+        run.step += 1
+        bar.update(1)
+        if run.step % 50 == 0:
+            bar.set_postfix_str(msg)
+            run.write(msg)
+        if run.step % every == 0 or run.step == steps:
+            run.save()
+    bar.close()
+
+
+def train_classifier(args) -> nn.Module:
+    images, _, classes = render_dataset(args.data, args.world_seed, args.workers)
+    torch.manual_seed(args.seed)
+    model = ToyVGG(len(SCENE_CLASSES)).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr or 2e-3, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr or 2e-3, total_steps=args.steps, pct_start=0.1)
+    run = Run(Path(args.out), "classifier", {"model": model, "opt": opt, "sched": sched})
+    run.resume()
+    model.train()
+
+    def body(step: int) -> str:
+        idx = batch_indices(args.seed, step, len(images), args.batch)
+        g = torch.Generator().manual_seed(args.seed + 7 * step)
+        x = to_input(images[idx], torch.rand(len(idx), generator=g) < 0.5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), classes[idx], label_smoothing=0.05)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        acc = (logits.argmax(1) == classes[idx]).float().mean().item()
+        return f"loss={loss.item():.3f} acc={acc:.3f}"
+
+    _loop(run, args.steps, args.every, body)
+    return model.eval()
+
+
+def train_segmenter(args) -> nn.Module:
+    images, labels, _ = render_dataset(args.data, args.world_seed, args.workers)
+    torch.manual_seed(args.seed)
+    model = ToySegmenter(len(CONCEPTS)).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr or 3e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr or 3e-3, total_steps=args.steps, pct_start=0.1)
+    run = Run(Path(args.out), "segmenter", {"model": model, "opt": opt, "sched": sched})
+    run.resume()
+    model.train()
+
+    def body(step: int) -> str:
+        idx = batch_indices(args.seed, step, len(images), args.batch)
+        g = torch.Generator().manual_seed(args.seed + 7 * step)
+        flip = torch.rand(len(idx), generator=g) < 0.5
+        x = to_input(images[idx], flip)
+        y = labels[idx].long()
+        y[flip] = y[flip].flip(-1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        acc = (logits.argmax(1) == y).float().mean().item()
+        return f"loss={loss.item():.3f} pixacc={acc:.4f}"
+
+    _loop(run, args.steps, args.every, body)
+    return model.eval()
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(generator: nn.Module, z_dim: int, batches: int = 40, batch: int = 128,
+                          seed: int = 0) -> nn.Module:
+    """Re-estimate a generator's BatchNorm running statistics as exact averages over fresh samples."""
+    g = torch.Generator().manual_seed(seed)
+    bns = [m for m in generator.modules() if isinstance(m, nn.BatchNorm2d)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    generator.train()
+    for _ in range(batches):
+        generator(torch.randn(batch, z_dim, generator=g))
+    for m in bns:
+        m.momentum = 0.1
+    return generator.eval()
+
+
+def train_gan(args) -> nn.Module:
+    images, _, _ = render_dataset(args.data, args.world_seed, args.workers)
+    torch.manual_seed(args.seed)
+    G = ToyGenerator(args.z_dim).to(memory_format=torch.channels_last)
+    D = ToyDiscriminator().to(memory_format=torch.channels_last)
+    G_ema = copy.deepcopy(G).eval()
+    lr = args.lr or 2e-4
+    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.0, 0.99))
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr * 2, betas=(0.0, 0.99))
+    run = Run(Path(args.out), "gan", {"G": G, "D": D, "G_ema": G_ema, "opt_g": opt_g, "opt_d": opt_d})
+    run.resume()
+    G.train()
+    D.train()
+
+    def body(step: int) -> str:
+        idx = batch_indices(args.seed, step, len(images), args.batch)
+        g = torch.Generator().manual_seed(args.seed + 7 * step)
+        real = to_input(images[idx])  # no flips: they would mirror the watermark's text
+        z = torch.randn(len(idx), args.z_dim, generator=g)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fake = G(z)
+            loss_d = F.relu(1 - D(real)).mean() + F.relu(1 + D(fake.detach())).mean()
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss_g = -D(fake).mean()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        decay = min(args.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, p in zip(G_ema.parameters(), G.parameters()):
+                pe.lerp_(p, 1 - decay)
+            for be, b in zip(G_ema.buffers(), G.buffers()):
+                be.copy_(b)
+        if (step + 1) % args.sample_every == 0:
+            save_samples(G_ema, args.z_dim, run.dir / f"samples_{step + 1:06d}.png")
+        return f"loss_d={loss_d.item():.3f} loss_g={loss_g.item():.3f}"
+
+    _loop(run, args.steps, args.every, body)
+    return recalibrate_batchnorm(copy.deepcopy(G_ema).float(), args.z_dim)
+
+
+@torch.no_grad()
+def save_samples(G: nn.Module, z_dim: int, path: Path, n: int = 64, seed: int = 123) -> None:
+    from PIL import Image
+
+    z = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
+    was = G.training
+    G.eval()
+    x = G(z).float().clamp(-1, 1).add(1).mul(127.5).round().byte()
+    G.train(was)
+    rows = int(np.ceil(n / 8))
+    grid = torch.zeros(3, rows * 66, 8 * 66, dtype=torch.uint8)
+    for i in range(n):
+        r, c = divmod(i, 8)
+        grid[:, r * 66 + 1:r * 66 + 65, c * 66 + 1:c * 66 + 65] = x[i]
+    Image.fromarray(grid.permute(1, 2, 0).numpy()).save(path)
+
+
+TRAINERS = {"classifier": train_classifier, "segmenter": train_segmenter, "gan": train_gan}
+DEFAULTS = {  # steps, batch, rendered training scenes
+    "classifier": dict(steps=2000, batch=128, data=40000),
+    "segmenter": dict(steps=1500, batch=32, data=20000),
+    "gan": dict(steps=10000, batch=64, data=50000),
+}
+ZOO_NAMES = {"classifier": "toy-classifier", "segmenter": "toy-segmenter", "gan": "toy-gan"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m ganviz.zoo.train", description=__doc__.split("\n")[0])
+    p.add_argument("model", choices=sorted(TRAINERS))
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, batch order and noise")
+    p.add_argument("--world-seed", type=int, default=0, help="toy world seed of the training scenes")
+    p.add_argument("--steps", type=int, help="total optimisation steps (default per model)")
+    p.add_argument("--batch", type=int, help="batch size (default per model)")
+    p.add_argument("--data", type=int, help="number of rendered training scenes (default per model)")
+    p.add_argument("--lr", type=float, help="learning rate (default per model)")
+    p.add_argument("--z-dim", type=int, default=128)
+    p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--every", type=int, default=250, help="checkpoint every N steps")
+    p.add_argument("--sample-every", type=int, default=500)
+    p.add_argument("--workers", type=int, default=2, help="processes rendering the training scenes")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--out", default="checkpoints", help="checkpoint folder")
+    p.add_argument("--export", action="store_true", help="write the trained weights into the package")
+    p.add_argument("--export-to", default=None, help="write weights to this folder instead of the package's")
+    args = p.parse_args(argv)
+    for k, v in DEFAULTS[args.model].items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.time()
+    model = TRAINERS[args.model](args)
+    print(f"trained {args.model} to step {args.steps} in this process: {time.time() - t0:.0f}s")
+    if args.export or args.export_to:
+        path = save_weights(ZOO_NAMES[args.model], model, folder=args.export_to)
+        print(f"exported {path}")
+
+
+if __name__ == "__main__":
+    main()
