@@ -55,3 +55,72 @@ def png_bytes(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def heatmap_overlay(image: np.ndarray, heat: np.ndarray | torch.Tensor, alpha: float = 0.5,
+                    cmap: str = "jet") -> np.ndarray:
+    """Blend an (H,W) heatmap in [0, 1] (resized to the image) over an (H,W,3) uint8 image."""
+    from matplotlib import colormaps
+
+    heat = np.asarray(heat.detach().cpu() if isinstance(heat, torch.Tensor) else heat, np.float32)
+    if heat.shape != image.shape[:2]:
+        heat = np.asarray(Image.fromarray(heat).resize(image.shape[1::-1], Image.BILINEAR))
+    colored = colormaps[cmap](np.clip(heat, 0, 1))[..., :3] * 255
+    return (image * (1 - alpha) + colored * alpha).round().astype(np.uint8)
+
+
+def highlight_region(image: np.ndarray, mask: np.ndarray, dim: float = 0.25,
+                     outline: tuple[int, int, int] = (255, 255, 0)) -> np.ndarray:
+    """Network-Dissection style: keep the pixels inside ``mask``, dim the rest, outline the region."""
+    mask = np.asarray(mask, bool)
+    if mask.shape != image.shape[:2]:
+        mask = np.asarray(Image.fromarray(mask).resize(image.shape[1::-1], Image.NEAREST))
+    out = image.astype(np.float32)
+    out[~mask] = out[~mask] * dim + 255 * (1 - dim) * 0.15
+    edge = mask & ~(np.roll(mask, 1, 0) & np.roll(mask, -1, 0) & np.roll(mask, 1, 1) & np.roll(mask, -1, 1))
+    out[edge] = outline
+    return out.round().astype(np.uint8)
+
+
+MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+MAX_UPLOAD_PIXELS = 40_000_000
+
+
+def load_image(data: bytes, size: int | None = None, max_bytes: int = MAX_UPLOAD_BYTES,
+               max_pixels: int = MAX_UPLOAD_PIXELS) -> np.ndarray:
+    """Decode an uploaded image to (H,W,3) uint8, centre-cropped to a square and resized to ``size``.
+
+    Refuses files over ``max_bytes``, images over ``max_pixels`` (decompression bombs) and anything Pillow cannot
+    read, with an error that says what was expected.  Grayscale, palette, RGBA and 16-bit images are converted.
+    """
+    if len(data) == 0:
+        raise ValueError("the uploaded file is empty; expected a PNG or JPEG image")
+    if len(data) > max_bytes:
+        raise ValueError(f"the file is {len(data) / 2**20:.1f} MB; images up to {max_bytes / 2**20:.0f} MB are "
+                         "accepted")
+    from PIL import UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+            if w * h > max_pixels:
+                raise ValueError(f"the image has {w}x{h} pixels; at most {max_pixels:,} pixels are accepted")
+            img.load()
+            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(img, np.float64)
+                img = Image.fromarray((arr / max(arr.max(), 1) * 255).astype(np.uint8))
+            if img.mode in ("RGBA", "LA", "P"):
+                img = img.convert("RGBA")
+                background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+                img = Image.alpha_composite(background, img)
+            img = img.convert("RGB")
+    except UnidentifiedImageError:
+        raise ValueError("the file is not an image Pillow can read; expected a PNG or JPEG image") from None
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"the image is too large to decode safely ({err})") from None
+    side = min(img.size)
+    left, top = (img.width - side) // 2, (img.height - side) // 2
+    img = img.crop((left, top, left + side, top + side))
+    if size is not None:
+        img = img.resize((size, size), Image.LANCZOS)
+    return np.asarray(img, np.uint8).copy()

@@ -2,6 +2,7 @@
 from .concepts import CONCEPT_FREQUENCY, CONCEPTS, LABEL_COLORS, SCENE_CLASSES, WATERMARK_FRACTION
 from .dataset import ToyWorld
 from .render import Scene, render, render_batch
+from .sheet import contact_sheet
 
 __all__ = ["CONCEPTS", "SCENE_CLASSES", "LABEL_COLORS", "WATERMARK_FRACTION", "CONCEPT_FREQUENCY",
-           "Scene", "render", "render_batch", "ToyWorld"]
+           "Scene", "render", "render_batch", "ToyWorld", "contact_sheet"]

@@ -101,13 +101,13 @@ class Run:
         self.log.flush()
 
 
-def _loop(run: Run, steps: int, every: int, body: Callable[[int], str]) -> None:
+def _loop(run: Run, steps: int, every: int, body: Callable[[int], str], log_every: int = 50) -> None:
     bar = tqdm(total=steps, initial=run.step, desc=run.dir.name)
     while run.step < steps:
         msg = body(run.step)
         run.step += 1
         bar.update(1)
-        if run.step % 50 == 0:
+        if run.step % log_every == 0:
             bar.set_postfix_str(msg)
             run.write(msg)
         if run.step % every == 0 or run.step == steps:
@@ -139,7 +139,7 @@ def train_classifier(args) -> nn.Module:
         acc = (logits.argmax(1) == classes[idx]).float().mean().item()
         return f"loss={loss.item():.3f} acc={acc:.3f}"
 
-    _loop(run, args.steps, args.every, body)
+    _loop(run, args.steps, args.every, body, args.log_every)
     return model.eval()
 
 
@@ -170,7 +170,7 @@ def train_segmenter(args) -> nn.Module:
         acc = (logits.argmax(1) == y).float().mean().item()
         return f"loss={loss.item():.3f} pixacc={acc:.4f}"
 
-    _loop(run, args.steps, args.every, body)
+    _loop(run, args.steps, args.every, body, args.log_every)
     return model.eval()
 
 
@@ -231,7 +231,7 @@ def train_gan(args) -> nn.Module:
             save_samples(G_ema, args.z_dim, run.dir / f"samples_{step + 1:06d}.png")
         return f"loss_d={loss_d.item():.3f} loss_g={loss_g.item():.3f}"
 
-    _loop(run, args.steps, args.every, body)
+    _loop(run, args.steps, args.every, body, args.log_every)
     return recalibrate_batchnorm(copy.deepcopy(G_ema).float(), args.z_dim)
 
 
@@ -273,7 +273,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--z-dim", type=int, default=128)
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--every", type=int, default=250, help="checkpoint every N steps")
-    p.add_argument("--sample-every", type=int, default=500)
+    p.add_argument("--sample-every", type=int, default=500, help="GAN: save a sample sheet every N steps")
+    p.add_argument("--log-every", type=int, default=50, help="append the losses to log.txt every N steps")
     p.add_argument("--workers", type=int, default=2, help="processes rendering the training scenes")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--out", default="checkpoints", help="checkpoint folder")

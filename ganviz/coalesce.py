@@ -1,0 +1,63 @@
+"""Run only the latest request: at most one computation in flight, stale requests are dropped."""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+
+class Latest:
+    """Coalesce a burst of requests (slider drags, mouse moves) into at most one running computation.
+
+    ``submit(fn, *args)`` records a request.  If nothing is running, a worker thread starts and runs it; requests
+    arriving meanwhile replace each other, and when the running one ends only the most recent is run.  So a
+    burst of N events runs at most two computations, and the last one always matches the last event.
+    Exceptions go to ``on_error`` (default: re-raised in the worker, i.e. printed); the worker keeps serving.
+    """
+
+    def __init__(self, on_error: Callable[[BaseException], Any] | None = None, background: bool = True):
+        self._lock = threading.Lock()
+        self._pending: tuple | None = None
+        self._thread: threading.Thread | None = None
+        self._idle = threading.Event()
+        self._idle.set()
+        self.on_error = on_error
+        self.background = background
+        self.runs = 0
+
+    def submit(self, fn: Callable, *args: Any, **kwargs: Any) -> None:
+        with self._lock:
+            self._pending = (fn, args, kwargs)
+            if self._thread is not None:
+                return
+            self._idle.clear()
+            if self.background:
+                self._thread = threading.Thread(target=self._work, daemon=True)
+                self._thread.start()
+                return
+            self._thread = threading.current_thread()
+        self._work()
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                job, self._pending = self._pending, None
+                if job is None:
+                    self._thread = None
+                    self._idle.set()
+                    return
+            fn, args, kwargs = job
+            try:
+                self.runs += 1
+                fn(*args, **kwargs)
+            except Exception as err:  # noqa: BLE001 - reported, the worker goes on
+                if self.on_error is None:
+                    raise
+                self.on_error(err)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until no request is pending or running; True if idle."""
+        return self._idle.wait(timeout)
+
+    @property
+    def busy(self) -> bool:
+        return not self._idle.is_set()

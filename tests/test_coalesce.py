@@ -1,0 +1,45 @@
+import threading
+import time
+
+from ganviz.coalesce import Latest
+
+
+def test_burst_runs_at_most_two_and_ends_on_the_last_request():
+    seen = []
+    gate = threading.Event()
+
+    def compute(v):
+        if not seen:
+            gate.wait(2)
+        seen.append(v)
+
+    latest = Latest()
+    for v in range(100):
+        latest.submit(compute, v)
+    gate.set()
+    assert latest.wait(5)
+    assert seen[-1] == 99 and len(seen) <= 2 and latest.runs == len(seen)
+
+
+def test_errors_reported_and_worker_keeps_serving():
+    errors, seen = [], []
+
+    def compute(v):
+        if v == 0:
+            raise ValueError("boom")
+        seen.append(v)
+
+    latest = Latest(on_error=errors.append)
+    latest.submit(compute, 0)
+    latest.wait(5)
+    latest.submit(compute, 1)
+    latest.wait(5)
+    assert [str(e) for e in errors] == ["boom"] and seen == [1]
+
+
+def test_foreground_mode_runs_inline():
+    seen = []
+    latest = Latest(background=False)
+    latest.submit(seen.append, 5)
+    assert seen == [5] and not latest.busy
+    time.sleep(0)

@@ -1,0 +1,101 @@
+"""Bundled models: offline loading, checksums, metadata, and the training scripts on a tiny budget."""
+import shutil
+import socket
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ganviz import zoo
+from ganviz.toyworld import CONCEPTS, SCENE_CLASSES
+from ganviz.zoo import train
+from ganviz.zoo.registry import WEIGHTS_DIR
+
+
+@pytest.mark.parametrize("name", ["toy-classifier", "toy-gan", "toy-segmenter"])
+def test_load_offline_with_metadata(name, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("loading a bundled model touched the network")
+
+    monkeypatch.setattr(socket, "socket", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    model, info = zoo.load(name)
+    assert not model.training
+    assert info.name == name and len(info.sha256) == 64
+    assert info.default_layer in info.layers
+    assert dict(model.named_modules()).keys() >= set(info.layers)
+    assert (WEIGHTS_DIR / info.file).stat().st_size <= 12e6
+    if info.kind == "classifier":
+        assert info.class_names == SCENE_CLASSES
+        assert model(torch.zeros(2, 3, 64, 64)).shape == (2, len(SCENE_CLASSES))
+        assert model.conv5_3.conv.out_channels >= 128
+    elif info.kind == "generator":
+        assert info.z_dim == 128
+        out = model(torch.randn(2, 128))
+        assert out.shape == (2, 3, 64, 64) and out.min() >= -1 and out.max() <= 1
+        assert model.layer4.conv.out_channels >= 128 and model.layer6.conv.out_channels >= 128
+    else:
+        assert info.concept_names == CONCEPTS
+        assert model(torch.zeros(2, 3, 64, 64)).shape == (2, len(CONCEPTS), 64, 64)
+
+
+def test_all_weights_are_small():
+    total = sum(p.stat().st_size for p in WEIGHTS_DIR.glob("*.safetensors"))
+    assert 0 < total <= 30e6
+
+
+def test_corrupted_weights_are_refused(tmp_path):
+    shutil.copytree(WEIGHTS_DIR, tmp_path / "w")
+    path = tmp_path / "w" / "toy-segmenter.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(zoo.ChecksumError, match="corrupted"):
+        zoo.load("toy-segmenter", folder=tmp_path / "w")
+    zoo.load("toy-classifier", folder=tmp_path / "w")  # the intact ones still load
+
+
+def test_unknown_and_missing_models(tmp_path):
+    with pytest.raises(KeyError, match="available: toy-classifier"):
+        zoo.load("toy-gna")
+    with pytest.raises(FileNotFoundError, match="python -m ganviz.zoo.train"):
+        zoo.load("toy-gan", folder=tmp_path)
+
+
+def _losses(log):
+    return [float(part.split("=")[1]) for line in log.read_text().splitlines()
+            for part in line.split() if part.startswith(("loss=", "loss_d="))]
+
+
+@pytest.mark.parametrize("kind", ["classifier", "segmenter"])
+def test_training_reduces_loss_and_resumes_exactly(kind, tmp_path):
+    torch.set_num_threads(1)
+    common = [kind, "--data", "96", "--batch", "16", "--workers", "1", "--log-every", "2", "--every", "10"]
+    train.main(common + ["--steps", "20", "--out", str(tmp_path / "a")])
+    losses = _losses(tmp_path / "a" / kind / "log.txt")
+    assert len(losses) == 10 and min(losses[-3:]) < losses[0]
+    # interrupted at step 10, then resumed to 20: the same weights as one run of 20 steps
+    train.main(common + ["--steps", "10", "--out", str(tmp_path / "b")])
+    ck = torch.load(tmp_path / "b" / kind / "checkpoint.pt", weights_only=True)
+    assert ck["step"] == 10
+    train.main(common + ["--steps", "20", "--out", str(tmp_path / "b"), "--export-to", str(tmp_path / "w")])
+    a = torch.load(tmp_path / "a" / kind / "checkpoint.pt", weights_only=True)["model"]
+    b = load_file(str(tmp_path / "w" / f"toy-{kind}.safetensors"))
+    for k, v in b.items():
+        assert torch.allclose(a[k].float(), v.float(), atol=1e-5), k
+    name = f"toy-{kind}"
+    model, _ = zoo.load(name, folder=tmp_path / "w")
+    assert not model.training
+
+
+def test_gan_training_moves(tmp_path):
+    torch.set_num_threads(1)
+    train.main(["gan", "--data", "64", "--batch", "8", "--workers", "1", "--steps", "6", "--log-every", "1",
+                "--sample-every", "3", "--out", str(tmp_path), "--export-to", str(tmp_path / "w")])
+    log = (tmp_path / "gan" / "log.txt").read_text().splitlines()
+    assert len(log) == 6 and len(set(log)) == 6
+    assert (tmp_path / "gan" / "samples_000003.png").exists()
+    G, info = zoo.load("toy-gan", folder=tmp_path / "w")
+    fresh = zoo.registry._specs()["toy-gan"][0]()
+    changed = [not torch.equal(p, q) for p, q in zip(G.state_dict().values(), fresh.state_dict().values())]
+    assert any(changed)
