@@ -3,6 +3,8 @@
 The flat public API re-exports the core (no widget imports here); widgets live in ``ganviz.widgets``.
 """
 from . import toyworld, zoo
+from .dissect import (DatasetSource, DissectionResult, GeneratorSource, TensorSource, ToyWorldSource, UnitLabel,
+                      dissect_classifier, dissect_generator)
 from .imaging import colorize_labels, from_uint8, make_grid, png_bytes, to_uint8
 from .metrics import frechet_distance
 from .stats import IoUTally, Mean, Quantile, TopK, Variance, load_stats, merge_all, save_stats
@@ -18,5 +20,6 @@ __all__ = [
     "Trace", "retain", "edited_forward", "get_module", "layer_names", "count_hooks", "LayerNotFoundError",
     "Edit", "Ablate", "Scale", "SetLevel", "Replace", "Compose",
     "TopK", "Quantile", "IoUTally", "Mean", "Variance", "merge_all", "save_stats", "load_stats",
-    "frechet_distance", "to_uint8", "from_uint8", "colorize_labels", "make_grid", "png_bytes",
+    "dissect_classifier", "dissect_generator", "DissectionResult", "UnitLabel", "ToyWorldSource", "TensorSource",
+    "DatasetSource", "GeneratorSource", "frechet_distance", "to_uint8", "from_uint8", "colorize_labels", "make_grid", "png_bytes",
 ]
