@@ -1,0 +1,4 @@
+"""Jupyter widgets over the ganviz core (ipywidgets); each is also usable from plain Python via its methods."""
+from .classifier import AblationPanel, DissectionSummary, GradCamView, TopActivationGrid
+
+__all__ = ["TopActivationGrid", "DissectionSummary", "AblationPanel", "GradCamView"]
