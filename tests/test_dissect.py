@@ -413,11 +413,7 @@ def test_no_hooks_left(entry, scenario):
 
 # ---------------------------------------------------------------------------------------- bundled models
 def _bundled(name: str) -> Tuple[nn.Module, object]:
-    from ganviz.zoo.registry import WEIGHTS_DIR
-
-    info = zoo.info(name)
-    if not info.sha256 or not (WEIGHTS_DIR / info.file).exists():
-        pytest.skip(f"bundled weights of {name} are not present")
+    """A bundled model; all three ship with the package, so a missing one is a failure, not a skip."""
     return zoo.load(name)
 
 
@@ -429,15 +425,20 @@ def test_bundled_classifier_units_cover_many_concepts():
     assert len(counts) >= 8, r.summary()
 
 
-GAN_LAYER = "layer6"  # the 16x16 layer; DESIGN.md section 3 reports concept units there
+GAN_LAYER = "layer4"  # the 8x8 layer, where GAN Dissection finds object units in Progressive GANs
 
 
 @pytest.mark.bundled
 def test_bundled_generator_units_for_scene_concepts():
+    """Small concepts (doors, windows) get units at the top-1% threshold; a top-1% mask covers 1% of the pixels, so
+    its IoU with sky (a third of the pixels) cannot exceed 0.03: large concepts need a lower threshold, as GAN
+    Dissection's per-concept thresholds give them.  Units of both kinds must exist in the layer."""
     gen, info = _bundled("toy-gan")
     seg, _ = _bundled("toy-segmenter")
-    r = dissect_generator(gen, GAN_LAYER, seg, n=1000, seed=1, **QUIET)
-    found = set(r.concept_counts(0.04))
-    assert {"tree", "sky", "grass"} <= found, r.summary()
-    assert found & {"wall", "roof"}, r.summary()
-    assert found & {"dome", "door", "window"}, r.summary()
+    found = set()
+    for q in (0.99, 0.9):
+        r = dissect_generator(gen, GAN_LAYER, seg, n=1000, seed=1, quantile=q, **QUIET)
+        found |= set(r.concept_counts(0.04))
+    assert {"tree", "sky", "grass"} <= found, found
+    assert found & {"wall", "roof"}, found
+    assert found & {"dome", "door", "window"}, found

@@ -12,12 +12,12 @@ def test_readme_examples_run(capsys):
     for block in blocks:
         exec(compile(block, str(README), "exec"), namespace)
     out = capsys.readouterr().out
-    assert "truth:" in out and "conv5_3" in out
+    assert "truth:" in out and "conv5_3" in out and "units with IoU >= 0.04" in out
     assert namespace["ablated"].shape == (1, 8) and namespace["edited"].shape == (1, 3, 64, 64)
 
 
 def test_readme_commands_match_ci():
     text = README.read_text()
     ci = (README.parent / ".ci" / "run").read_text()
-    test_cmd = [line for line in re.findall(r"```bash\n(.*?)```", text, flags=re.S) if "pytest" in line]
+    test_cmd = [block for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S) if "pytest" in block]
     assert len(test_cmd) == 1 and test_cmd[0].strip() in ci

@@ -288,6 +288,15 @@ def train_gan(args) -> nn.Module:
     return recalibrate_batchnorm(copy.deepcopy(G_ema).float(), args.z_dim)
 
 
+def export_gan_checkpoint(path: Path, z_dim: int = 128) -> nn.Module:
+    """The EMA generator of a GAN checkpoint, with recalibrated BatchNorm statistics."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    G = ToyGenerator(z_dim)
+    G.load_state_dict(state["G_ema"])
+    print(f"exporting the EMA generator of {path} at step {state['step']}")
+    return recalibrate_batchnorm(G, z_dim)
+
+
 @torch.no_grad()
 def save_samples(G: nn.Module, z_dim: int, path: Path, n: int = 64, seed: int = 123) -> None:
     from PIL import Image
@@ -336,6 +345,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--head-data", type=int, default=8000, help="classifier: training scenes used for the refit")
     p.add_argument("--export", action="store_true", help="write the trained weights into the package")
     p.add_argument("--export-to", default=None, help="write weights to this folder instead of the package's")
+    p.add_argument("--export-only", action="store_true",
+                   help="gan: export the latest checkpoint's EMA generator without training further")
     args = p.parse_args(argv)
     for k, v in DEFAULTS[args.model].items():
         if getattr(args, k) is None:
@@ -343,8 +354,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.time()
-    model = TRAINERS[args.model](args)
-    print(f"trained {args.model} to step {args.steps} in this process: {time.time() - t0:.0f}s")
+    if args.export_only:
+        if args.model != "gan":
+            raise SystemExit("--export-only is for the gan (the classifier's export refits its head on data)")
+        model = export_gan_checkpoint(Path(args.out) / "gan" / "checkpoint.pt", args.z_dim)
+    else:
+        model = TRAINERS[args.model](args)
+    print(f"{args.model}: done in {time.time() - t0:.0f}s in this process")
     if args.export or args.export_to:
         path = save_weights(ZOO_NAMES[args.model], model, folder=args.export_to)
         print(f"exported {path}")
