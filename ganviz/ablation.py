@@ -17,7 +17,7 @@ from .trace import Ablate, Edit, Replace, Scale, Trace, get_module
 
 
 def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+    return next((p.device for p in model.parameters()), torch.device('cpu'))
 
 
 def unit_scales(scales: dict[int, float] | None) -> Edit | None:

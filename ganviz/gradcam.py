@@ -18,7 +18,7 @@ def gradcam(model: nn.Module, x: torch.Tensor, layer: str, target: int | None = 
     """
     if x.ndim == 3:
         x = x[None]
-    dev = next(model.parameters()).device
+    dev = next((p.device for p in model.parameters()), torch.device('cpu'))
     x = x.to(dev)
     with torch.enable_grad(), Trace(model, layer, detach=False) as tr:
         logits = tr.run(x)

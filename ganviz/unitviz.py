@@ -26,7 +26,7 @@ def images_and_maps(model: nn.Module, layer: str, source, indices: Sequence[int]
     For a classifier the items are images fed through ``preprocess``; for a generator they are latents and the
     images are the generator's output (in [-1, 1]).
     """
-    dev = next(model.parameters()).device
+    dev = next((p.device for p in model.parameters()), torch.device('cpu'))
     inputs, _ = as_source(source).load(list(indices))
     with Trace(model, layer, stop=kind == "classifier") as tr:
         out = tr.run((preprocess(inputs) if kind == "classifier" else inputs).to(dev))

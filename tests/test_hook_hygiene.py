@@ -1,0 +1,62 @@
+"""Every public entry point that hooks a model leaves no hook behind: normally, with an unknown layer, with a
+module that raises, and with a KeyboardInterrupt inside the forward pass."""
+import pytest
+import torch
+from torch import nn
+
+from ganviz import ablation
+from ganviz.dissect import TensorSource
+from ganviz.gradcam import gradcam
+from ganviz.trace import LayerNotFoundError, count_hooks
+from ganviz.unitviz import images_and_maps
+from ganviz.zoo.evaluate import classifier_features
+
+
+class Bomb(nn.Module):
+    """Identity, or raises ``error`` when armed."""
+
+    def __init__(self):
+        super().__init__()
+        self.error = None
+
+    def forward(self, x):
+        if self.error is not None:
+            raise self.error
+        return x
+
+
+def tiny():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), Bomb(), nn.Conv2d(4, 4, 3, padding=1),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+
+
+X = torch.rand(4, 3, 8, 8)
+ENTRY_POINTS = {
+    "predict": lambda m, layer: ablation.predict(m, X, layer, ablation.unit_scales({0: 0.0})),
+    "single_unit_effects": lambda m, layer: ablation.single_unit_effects(m, layer, X[:2], 0),
+    "find_flip": lambda m, layer: ablation.find_flip(m, layer, X[:1], max_units=2),
+    "sparsity_curve": lambda m, layer: ablation.sparsity_curve(m, layer, X, torch.tensor([0, 1, 2, 0]), 0, 3,
+                                                               max_units=1),
+    "gradcam": lambda m, layer: gradcam(m, X, layer),
+    "classifier_features": lambda m, layer: classifier_features(m, X, layer),
+    "images_and_maps": lambda m, layer: images_and_maps(m, layer, TensorSource(X), [0, 1], [0]),
+}
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+@pytest.mark.parametrize("case", ["normal", "unknown layer", "raises", "interrupt"])
+def test_no_hook_left(entry, case):
+    model = tiny()
+    layer = "3"
+    run = ENTRY_POINTS[entry]
+    if case == "normal":
+        run(model, layer)
+    elif case == "unknown layer":
+        with pytest.raises(LayerNotFoundError):
+            run(model, "33")
+    else:
+        model[2].error = RuntimeError("boom") if case == "raises" else KeyboardInterrupt()
+        with pytest.raises(RuntimeError if case == "raises" else KeyboardInterrupt):
+            run(model, layer)
+    assert count_hooks(model) == 0
