@@ -20,12 +20,13 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tempfile
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from .cache import atomic_write
 
 __all__ = [
     "Stat",
@@ -698,17 +699,12 @@ def save_stats(path: Union[str, os.PathLike], **stats: Stat) -> None:
         for key, value in stat.state_dict().items():
             arrays[f"{name}/{key}"] = np.asarray(value)
     arrays["__meta__"] = np.asarray(json.dumps({"format": _FORMAT, "stats": kinds}))
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    atomic_write(path, write, suffix=".npz")
 
 
 def load_stats(path: Union[str, os.PathLike], device: Device = None) -> Dict[str, Stat]:

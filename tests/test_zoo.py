@@ -70,12 +70,13 @@ def _losses(log):
 @pytest.mark.parametrize("kind", ["classifier", "segmenter"])
 def test_training_reduces_loss_and_resumes_exactly(kind, tmp_path):
     torch.set_num_threads(1)
-    common = [kind, "--data", "96", "--batch", "16", "--workers", "1", "--log-every", "2", "--every", "10"]
+    common = [kind, "--data", "96", "--batch", "16", "--workers", "1", "--log-every", "2", "--every", "10",
+              "--head-l1", "0"]
     train.main(common + ["--steps", "20", "--out", str(tmp_path / "a")])
     losses = _losses(tmp_path / "a" / kind / "log.txt")
     assert len(losses) == 10 and min(losses[-3:]) < losses[0]
     # interrupted at step 10, then resumed to 20: the same weights as one run of 20 steps
-    train.main(common + ["--steps", "10", "--out", str(tmp_path / "b")])
+    train.main(common + ["--steps", "20", "--until", "10", "--out", str(tmp_path / "b")])
     ck = torch.load(tmp_path / "b" / kind / "checkpoint.pt", weights_only=True)
     assert ck["step"] == 10
     train.main(common + ["--steps", "20", "--out", str(tmp_path / "b"), "--export-to", str(tmp_path / "w")])

@@ -82,6 +82,8 @@ class Run:
             for k, m in self.modules.items():
                 m.load_state_dict(state[k])
             self.step = int(state["step"])
+            if "torch_rng" in state:  # dropout masks continue as in an uninterrupted run
+                torch.set_rng_state(state["torch_rng"])
             self.elapsed0 = float(state.get("elapsed", 0.0))
             print(f"resumed {self.ckpt} at step {self.step}")
 
@@ -91,6 +93,7 @@ class Run:
     def save(self) -> None:
         state = {k: m.state_dict() for k, m in self.modules.items()}
         state["step"] = self.step
+        state["torch_rng"] = torch.get_rng_state()
         state["elapsed"] = self.elapsed()
         tmp = self.ckpt.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -101,46 +104,60 @@ class Run:
         self.log.flush()
 
 
-def _loop(run: Run, steps: int, every: int, body: Callable[[int], str], log_every: int = 50) -> None:
+def _loop(run: Run, steps: int, every: int, body: Callable[[int], str], log_every: int = 50,
+          until: int | None = None) -> None:
     bar = tqdm(total=steps, initial=run.step, desc=run.dir.name)
-    while run.step < steps:
+    stop = steps if until is None else min(until, steps)
+    while run.step < stop:
         msg = body(run.step)
         run.step += 1
         bar.update(1)
         if run.step % log_every == 0:
             bar.set_postfix_str(msg)
             run.write(msg)
-        if run.step % every == 0 or run.step == steps:
+        if run.step % every == 0 or run.step == stop:
             run.save()
     bar.close()
 
 
-def train_classifier(args) -> nn.Module:
-    images, _, classes = render_dataset(args.data, args.world_seed, args.workers)
+def _train_supervised(args, name: str, factory: Callable[[], nn.Module], images: torch.Tensor,
+                      targets: torch.Tensor, lr: float, weight_decay: float, metric: str,
+                      label_smoothing: float = 0.0) -> tuple[nn.Module, Run]:
+    """AdamW + one-cycle training with cross-entropy on flipped batches; per-pixel targets flip with the image."""
     torch.manual_seed(args.seed)
-    model = ToyVGG(len(SCENE_CLASSES)).to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr or 2e-3, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr or 2e-3, total_steps=args.steps, pct_start=0.1)
-    run = Run(Path(args.out), "classifier", {"model": model, "opt": opt, "sched": sched})
+    model = factory().to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr or lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr or lr, total_steps=args.steps, pct_start=0.1)
+    run = Run(Path(args.out), name, {"model": model, "opt": opt, "sched": sched})
     run.resume()
     model.train()
 
     def body(step: int) -> str:
         idx = batch_indices(args.seed, step, len(images), args.batch)
         g = torch.Generator().manual_seed(args.seed + 7 * step)
-        x = to_input(images[idx], torch.rand(len(idx), generator=g) < 0.5)
+        flip = torch.rand(len(idx), generator=g) < 0.5
+        x = to_input(images[idx], flip)
+        y = targets[idx].long()
+        if y.ndim > 1:
+            y[flip] = y[flip].flip(-1)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             logits = model(x)
-        loss = F.cross_entropy(logits.float(), classes[idx], label_smoothing=0.05)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        acc = (logits.argmax(1) == classes[idx]).float().mean().item()
-        return f"loss={loss.item():.3f} acc={acc:.3f}"
+        acc = (logits.argmax(1) == y).float().mean().item()
+        return f"loss={loss.item():.3f} {metric}={acc:.4f}"
 
-    _loop(run, args.steps, args.every, body, args.log_every)
-    model.eval()
+    _loop(run, args.steps, args.every, body, args.log_every, args.until)
+    return model.eval(), run
+
+
+def train_classifier(args) -> nn.Module:
+    images, _, classes = render_dataset(args.data, args.world_seed, args.workers)
+    model, run = _train_supervised(args, "classifier", lambda: ToyVGG(len(SCENE_CLASSES)), images, classes,
+                                   lr=2e-3, weight_decay=5e-4, metric="acc", label_smoothing=0.05)
     if args.head_l1 > 0:
         n = min(args.head_data, len(images))
         refit_sparse_head(model, images[:n], classes[:n], args.head_l1)
@@ -198,33 +215,9 @@ def refit_sparse_head(model: ToyVGG, images_u8: torch.Tensor, classes: torch.Ten
 
 def train_segmenter(args) -> nn.Module:
     images, labels, _ = render_dataset(args.data, args.world_seed, args.workers)
-    torch.manual_seed(args.seed)
-    model = ToySegmenter(len(CONCEPTS)).to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr or 3e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr or 3e-3, total_steps=args.steps, pct_start=0.1)
-    run = Run(Path(args.out), "segmenter", {"model": model, "opt": opt, "sched": sched})
-    run.resume()
-    model.train()
-
-    def body(step: int) -> str:
-        idx = batch_indices(args.seed, step, len(images), args.batch)
-        g = torch.Generator().manual_seed(args.seed + 7 * step)
-        flip = torch.rand(len(idx), generator=g) < 0.5
-        x = to_input(images[idx], flip)
-        y = labels[idx].long()
-        y[flip] = y[flip].flip(-1)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        acc = (logits.argmax(1) == y).float().mean().item()
-        return f"loss={loss.item():.3f} pixacc={acc:.4f}"
-
-    _loop(run, args.steps, args.every, body, args.log_every)
-    return model.eval()
+    model, _ = _train_supervised(args, "segmenter", lambda: ToySegmenter(len(CONCEPTS)), images, labels,
+                                 lr=3e-3, weight_decay=1e-4, metric="pixacc")
+    return model
 
 
 @torch.no_grad()
@@ -284,7 +277,7 @@ def train_gan(args) -> nn.Module:
             save_samples(G_ema, args.z_dim, run.dir / f"samples_{step + 1:06d}.png")
         return f"loss_d={loss_d.item():.3f} loss_g={loss_g.item():.3f}"
 
-    _loop(run, args.steps, args.every, body, args.log_every)
+    _loop(run, args.steps, args.every, body, args.log_every, args.until)
     return recalibrate_batchnorm(copy.deepcopy(G_ema).float(), args.z_dim)
 
 
@@ -335,6 +328,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--z-dim", type=int, default=128)
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--every", type=int, default=250, help="checkpoint every N steps")
+    p.add_argument("--until", type=int, help="checkpoint and stop after this step (resume later with the same "
+                   "--steps)")
     p.add_argument("--sample-every", type=int, default=500, help="GAN: save a sample sheet every N steps")
     p.add_argument("--log-every", type=int, default=50, help="append the losses to log.txt every N steps")
     p.add_argument("--workers", type=int, default=2, help="processes rendering the training scenes")
