@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Callable
 
 
@@ -11,10 +12,13 @@ class Latest:
     ``submit(fn, *args)`` records a request.  If nothing is running, a worker thread starts and runs it; requests
     arriving meanwhile replace each other, and when the running one ends only the most recent is run.  So a
     burst of N events runs at most two computations, and the last one always matches the last event.
-    Exceptions go to ``on_error`` (default: re-raised in the worker, i.e. printed); the worker keeps serving.
+    ``min_interval`` (seconds) spaces the starts of consecutive computations during a steady stream of events
+    (a slider dragged for a second), so at most about ``1 / min_interval`` run per second; a lone event after a
+    pause runs at once.  Exceptions go to ``on_error`` (default: re-raised in the worker); the worker keeps serving.
     """
 
-    def __init__(self, on_error: Callable[[BaseException], Any] | None = None, background: bool = True):
+    def __init__(self, on_error: Callable[[BaseException], Any] | None = None, background: bool = True,
+                 min_interval: float = 0.0):
         self._lock = threading.Lock()
         self._pending: tuple | None = None
         self._thread: threading.Thread | None = None
@@ -22,7 +26,9 @@ class Latest:
         self._idle.set()
         self.on_error = on_error
         self.background = background
+        self.min_interval = min_interval
         self.runs = 0
+        self._last_start = float("-inf")
 
     def submit(self, fn: Callable, *args: Any, **kwargs: Any) -> None:
         with self._lock:
@@ -39,6 +45,9 @@ class Latest:
 
     def _work(self) -> None:
         while True:
+            wait = self._last_start + self.min_interval - time.monotonic()
+            if wait > 0 and self.background:
+                time.sleep(wait)  # newer requests replace the pending one meanwhile
             with self._lock:
                 job, self._pending = self._pending, None
                 if job is None:
@@ -47,6 +56,7 @@ class Latest:
                     return
             fn, args, kwargs = job
             try:
+                self._last_start = time.monotonic()
                 self.runs += 1
                 fn(*args, **kwargs)
             except Exception as err:  # noqa: BLE001 - reported, the worker goes on

@@ -43,3 +43,17 @@ def test_foreground_mode_runs_inline():
     latest.submit(seen.append, 5)
     assert seen == [5] and not latest.busy
     time.sleep(0)
+
+
+def test_steady_stream_is_throttled_and_ends_on_the_last_request():
+    seen = []
+    latest = Latest(min_interval=0.25)
+    start = time.monotonic()
+    v = 0
+    while time.monotonic() - start < 1.0:  # 200 events spread over one second
+        latest.submit(seen.append, v)
+        v += 1
+        time.sleep(0.005)
+    assert latest.wait(5)
+    assert seen[-1] == v - 1 and len(seen) <= 6, len(seen)
+    assert latest.runs == len(seen)

@@ -45,7 +45,7 @@ def test_grid_filters_pages_and_details(classifier, result, source, tmp_path):
     assert len(grid.rows.children) == 4
     first = grid.units_on_page()
     assert result.best_iou[first[0]] == result.best_iou.max()
-    grid.page.value = 1
+    grid.page.value = 2
     assert grid.units_on_page() != first
     grid.concept.value = "tree"
     units = grid.ordered_units()
@@ -89,6 +89,11 @@ def test_slider_burst_runs_latest_only(classifier, source):
     expected = ablation.predict(classifier, x, "conv5_3", ablation.unit_scales({0: 1, 1: 0.0, 2: 1}))[0].numpy()
     assert np.allclose(panel.probs, expected, atol=1e-5)
     assert count_hooks(classifier) == 0
+    toggle = panel.sliders.children[1].children[1]
+    assert toggle.value is False  # the "on" button follows its slider
+    toggle.value = True
+    assert panel._slider[1].value == 1.0 and panel.scales[1] == 1.0
+    panel.wait()
 
 
 def test_errors_go_to_the_status_line(classifier, source):

@@ -22,11 +22,14 @@ class ViewBase:
     :meth:`compute`, which runs at most one computation at a time and only the latest request.
     """
 
+    min_interval = 0.3
+    """Seconds between the starts of two computations while events stream in (at most ~4 per second)."""
+
     def __init__(self, background: bool = True):
         self.status = W.HTML(value="", layout=W.Layout(min_height="1.5em"))
         self.status.add_class("ganviz-status")
         self.last_error: BaseException | None = None
-        self._latest = Latest(on_error=self._report, background=background)
+        self._latest = Latest(on_error=self._report, background=background, min_interval=self.min_interval)
         self.widget: W.Widget = W.VBox([self.status])
 
     def _ipython_display_(self) -> None:  # pragma: no cover - exercised in notebooks and the browser tests

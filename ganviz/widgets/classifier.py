@@ -54,16 +54,18 @@ class TopActivationGrid(ViewBase):
         self.per_page, self.images_per_unit, self.detail_images, self.zoom = per_page, images_per_unit, \
             detail_images, zoom
         self.sort = W.ToggleButtons(options=[("by IoU", "iou"), ("by unit", "unit")], value="iou",
-                                    description="Sort")
+                                    description="Sort", layout=W.Layout(display="flex", align_items="center"))
         self.concept = W.Dropdown(options=[ALL] + list(result.concept_names), value=ALL, description="Concept")
         self.min_iou = W.FloatSlider(value=0.0, min=0.0, max=0.5, step=0.01, description="Min IoU",
                                      continuous_update=False)
-        self.page = W.IntSlider(value=0, min=0, max=0, description="Page", continuous_update=False)
+        self.page = W.IntSlider(value=1, min=1, max=1, description="Page", continuous_update=False)
         self.unit = W.Dropdown(options=[], description="Unit")
         self.rows = W.VBox()
         self.detail_images_w = image_widget(width=6 * 64 * zoom // 2)
         self.detail_plot = W.Image(format="png", layout=W.Layout(align_self="flex-start"))
         self.detail_title = W.HTML()
+        for w in (self.detail_images_w, self.detail_plot):
+            w.layout.display = "none"      # no broken-image icons before a unit is selected
         controls = W.HBox([self.sort, self.concept, self.min_iou], layout=W.Layout(flex_flow="row wrap"))
         detail = W.VBox([self.unit, self.detail_title, self.detail_images_w, self.detail_plot])
         self.widget = W.VBox([controls, self.page, self.rows, W.HTML("<hr>"), detail, self.status])
@@ -92,7 +94,7 @@ class TopActivationGrid(ViewBase):
 
     def units_on_page(self) -> list[int]:
         units = self.ordered_units()
-        start = self.page.value * self.per_page
+        start = (self.page.value - 1) * self.per_page
         return units[start:start + self.per_page]
 
     def caption(self, unit: int) -> str:
@@ -110,13 +112,13 @@ class TopActivationGrid(ViewBase):
     def _refresh(self, reset_page: bool = False) -> None:
         units = self.ordered_units()
         pages = max((len(units) - 1) // self.per_page, 0)
-        self.page.max = pages
+        self.page.max = pages + 1
         if reset_page:
-            self.page.value = 0
+            self.page.value = 1
         self.unit.options = [(self.caption(u), u) for u in units[:500]]
         self._show_page()
         self.say(f"{len(units)} units shown of {self.result.num_units} in {self.result.layer}; "
-                 f"page {self.page.value + 1} of {pages + 1}")
+                 f"page {self.page.value} of {pages + 1}")
 
     def _show_page(self) -> None:
         rows = []
@@ -139,6 +141,7 @@ class TopActivationGrid(ViewBase):
         grid = upscale(make_grid(tiles, cols=min(8, len(tiles)), pad=1), self.zoom)
         self.detail_images_w.value = png_bytes(grid)
         self.detail_images_w.layout.width = f"{grid.shape[1]}px"
+        self.detail_images_w.layout.display = self.detail_plot.layout.display = None
         lab = self.result.label(unit)
         others = ", ".join(f"{c} {v:.2f}" for c, v in lab.runners_up)
         self.detail_title.value = (f"<b>unit {unit}</b>: {html.escape(lab.concept)} IoU {lab.iou:.3f}; "
@@ -305,14 +308,21 @@ class AblationPanel(ViewBase):
                               style={"description_width": "150px"}, layout=W.Layout(width="420px"))
             t = W.ToggleButton(value=self.scales[u] != 0, description="on", layout=W.Layout(width="50px"))
             s.observe(self.guard(lambda c, u=u: self.set_scale(u, c["new"])), names="value")
-            t.observe(self.guard(lambda c, u=u: self._slider[u].set_trait("value", 1.0 if c["new"] else 0.0)),
-                      names="value")
+            s.observe(lambda c, t=t: t.set_trait("value", c["new"] != 0), names="value")  # "on" follows the slider
+            t.observe(self.guard(lambda c, u=u: self._toggle(u, c["new"])), names="value")
             s.add_class("ganviz-unit-slider")
             self._slider[u] = s
             rows.append(W.HBox([s, t]))
         self.sliders.children = rows
         if hasattr(self, "image"):
             self.update()
+
+    def _toggle(self, unit: int, on: bool) -> None:
+        slider = self._slider[unit]
+        if on and slider.value == 0:
+            slider.value = 1.0
+        elif not on and slider.value != 0:
+            slider.value = 0.0
 
     def set_scale(self, unit: int, value: float) -> None:
         self.scales[int(unit)] = float(value)
