@@ -117,7 +117,8 @@ def load_image(data: bytes, size: int | None = None, max_bytes: int = MAX_UPLOAD
     except UnidentifiedImageError:
         raise ValueError("the file is not an image Pillow can read; expected a PNG or JPEG image") from None
     except Image.DecompressionBombError as err:
-        raise ValueError(f"the image is too large to decode safely ({err})") from None
+        raise ValueError(f"the image is too large to decode safely; at most {max_pixels:,} pixels are accepted "
+                         f"({err})") from None
     side = min(img.size)
     left, top = (img.width - side) // 2, (img.height - side) // 2
     img = img.crop((left, top, left + side, top + side))
