@@ -12,13 +12,13 @@ class Latest:
     ``submit(fn, *args)`` records a request.  If nothing is running, a worker thread starts and runs it; requests
     arriving meanwhile replace each other, and when the running one ends only the most recent is run.  So a
     burst of N events runs at most two computations, and the last one always matches the last event.
-    ``min_interval`` (seconds) spaces the starts of consecutive computations during a steady stream of events
-    (a slider dragged for a second), so at most about ``1 / min_interval`` run per second; a lone event after a
-    pause runs at once.  Exceptions go to ``on_error`` (default: re-raised in the worker); the worker keeps serving.
+    ``min_interval`` (seconds) spaces the starts of consecutive computations while events stream in (requests
+    less than ``stream_gap`` apart, as from a dragged slider), so at most about ``1 / min_interval`` run per
+    second; discrete events (a click, a key press, a drag's last value after a pause) run at once.  Exceptions go to ``on_error`` (default: re-raised in the worker); the worker keeps serving.
     """
 
     def __init__(self, on_error: Callable[[BaseException], Any] | None = None, background: bool = True,
-                 min_interval: float = 0.0):
+                 min_interval: float = 0.0, stream_gap: float = 0.05):
         self._lock = threading.Lock()
         self._pending: tuple | None = None
         self._thread: threading.Thread | None = None
@@ -27,11 +27,17 @@ class Latest:
         self.on_error = on_error
         self.background = background
         self.min_interval = min_interval
+        self.stream_gap = stream_gap
         self.runs = 0
         self._last_start = float("-inf")
+        self._last_submit = float("-inf")
+        self._streaming = False
 
     def submit(self, fn: Callable, *args: Any, **kwargs: Any) -> None:
         with self._lock:
+            now = time.monotonic()
+            self._streaming = now - self._last_submit < self.stream_gap
+            self._last_submit = now
             self._pending = (fn, args, kwargs)
             if self._thread is not None:
                 return
@@ -46,7 +52,7 @@ class Latest:
     def _work(self) -> None:
         while True:
             wait = self._last_start + self.min_interval - time.monotonic()
-            if wait > 0 and self.background:
+            if wait > 0 and self.background and self._streaming:
                 time.sleep(wait)  # newer requests replace the pending one meanwhile
             with self._lock:
                 job, self._pending = self._pending, None

@@ -57,3 +57,14 @@ def test_steady_stream_is_throttled_and_ends_on_the_last_request():
     assert latest.wait(5)
     assert seen[-1] == v - 1 and len(seen) <= 6, len(seen)
     assert latest.runs == len(seen)
+
+
+def test_discrete_events_are_not_delayed():
+    seen = []
+    latest = Latest(min_interval=0.3)
+    start = time.monotonic()
+    for v in range(3):  # three key presses 80 ms apart
+        latest.submit(seen.append, v)
+        latest.wait(5)
+        time.sleep(0.08)
+    assert seen == [0, 1, 2] and time.monotonic() - start < 0.5
