@@ -464,35 +464,6 @@ class DissectionResult:
 # ----------------------------------------------------------------------------------------------------------
 # Statistics helpers
 # ----------------------------------------------------------------------------------------------------------
-def _sort_last(x: Tensor) -> Tensor:
-    """Values of ``x`` sorted along the last dim; numpy's SIMD sort on CPU (much faster than torch's)."""
-    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
-        return torch.from_numpy(np.sort(x.numpy(), axis=-1))
-    return x.sort(dim=-1).values
-
-
-class _FastQuantile(Quantile):
-    """:class:`ganviz.stats.Quantile` (same algorithm, same state) with a faster sort for CPU tensors."""
-
-    def _push(self, h: int, items: Tensor) -> None:
-        r, c = self.resolution, items.shape[0]
-        while items.shape[1]:
-            if h == len(self.levels):
-                self.levels.append(items.new_empty((c, 0)))
-                self.compactions.append(0)
-            buf = torch.cat([self.levels[h], items], 1) if self.levels[h].shape[1] else items
-            full = buf.shape[1] // r
-            if full == 0:
-                self.levels[h] = buf
-                return
-            self.levels[h] = buf[:, full * r:].clone()
-            blocks = _sort_last(buf[:, :full * r].reshape(c, full, r)).view(c, full, r // 2, 2)
-            take_odd = (torch.arange(full, device=buf.device) + self.compactions[h]) % 2 == 1
-            items = torch.where(take_odd.view(1, full, 1), blocks[..., 1], blocks[..., 0]).reshape(c, -1)
-            self.compactions[h] += full
-            h += 1
-
-
 def _unit_quantiles(sketch: Quantile, levels: np.ndarray, units_per_step: int = 16) -> np.ndarray:
     """``sketch.quantiles(levels)`` as float32 numpy ``[C, L]``, a few units at a time to bound temporary memory."""
     q = torch.as_tensor(levels, dtype=torch.float64)
@@ -864,20 +835,20 @@ class _Job:
         return sum(len(c) for c in self.mine)
 
 
-def _pass_one(job: _Job, store: _ActivationStore) -> Tuple[_FastQuantile, TopK]:
+def _pass_one(job: _Job, store: _ActivationStore) -> Tuple[Quantile, TopK]:
     """Quantile sketch and top-k (complete on rank 0).
 
     Every chunk of images gets its own sketch, merged into the total in chunk order, so the result does not
     depend on how many processes share the chunks.
     """
     par, chunks = job.par, job.chunks
-    total, topk = _FastQuantile(job.resolution), TopK(job.k)
+    total, topk = Quantile(job.resolution), TopK(job.k)
     with _progress(total=job.local, desc=f"dissect {job.layer}: pass 1/2", disable=not job.show) as bar:
         for r in range(math.ceil(len(chunks) / par.world)):
             ci = r * par.world + par.rank
-            sketch: Optional[_FastQuantile] = None
+            sketch: Optional[Quantile] = None
             if ci < len(chunks):
-                sketch = _FastQuantile(job.resolution)
+                sketch = Quantile(job.resolution)
                 for b in _batches(chunks[ci], job.batch_size):
                     acts, labels = job.probe(b, store.wants_labels)
                     # [N*H*W, C] samples, as the transpose of a contiguous [C, N*H*W] (the sketch's layout)
@@ -892,7 +863,7 @@ def _pass_one(job: _Job, store: _ActivationStore) -> Tuple[_FastQuantile, TopK]:
             parts = par.gather(None if sketch is None else sketch.state_dict())
             for p in parts or []:  # rank order = chunk order
                 if p is not None:
-                    total.merge(_FastQuantile.from_state_dict(p, job.device))
+                    total.merge(Quantile.from_state_dict(p, job.device))
     if par.on:
         parts = par.gather(topk.state_dict() if topk.count else None)
         if par.rank == 0:
@@ -903,7 +874,7 @@ def _pass_one(job: _Job, store: _ActivationStore) -> Tuple[_FastQuantile, TopK]:
     return total, topk
 
 
-def _levels(job: _Job, sketch: Optional[_FastQuantile]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _levels(job: _Job, sketch: Optional[Quantile]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(thresholds[C], levels[L], values[C, L])``: computed on rank 0, the same on every rank."""
     shared = None
     if job.par.rank == 0:
@@ -1053,14 +1024,14 @@ def _dissect(*, model: nn.Module, layer: str, kind: str, source: DataSource, n: 
 
 
 def _load_checkpoint(path: Optional["os.PathLike[str]"], device: torch.device
-                     ) -> Optional[Tuple[_FastQuantile, TopK]]:
+                     ) -> Optional[Tuple[Quantile, TopK]]:
     """Pass-1 statistics saved by an interrupted run, or ``None`` (missing or unreadable)."""
     if path is None or not os.path.exists(path):
         return None
     try:
         saved = load_stats(path, device=device)
         sketch, topk = saved["quantile"], saved["topk"]
-        if not isinstance(sketch, _FastQuantile) or not isinstance(topk, TopK):
+        if not isinstance(sketch, Quantile) or not isinstance(topk, TopK):
             raise TypeError("unexpected statistics")
         return sketch, topk
     except Exception as exc:

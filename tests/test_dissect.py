@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ganviz import zoo
 from ganviz.dissect import (DissectionResult, GeneratorSource, TensorSource, ToyWorldSource, UnitLabel,
-                            _FastQuantile, _tally_batch, _unit_quantiles, dissect_classifier, dissect_generator)
+                            _tally_batch, _unit_quantiles, dissect_classifier, dissect_generator)
 from ganviz.stats import IoUTally, Quantile
 from ganviz.toyworld import CONCEPTS
 from ganviz.trace import LayerNotFoundError, count_hooks
@@ -181,18 +181,15 @@ def test_topk_is_spatial_max_ranking():
     np.testing.assert_allclose(r.topk_values, maxes.sort(dim=1, descending=True).values[:, :5].numpy())
 
 
-def test_fast_quantile_matches_stats_quantile():
+def test_unit_quantiles_match_the_sketch():
     g = torch.Generator().manual_seed(0)
-    a, b = Quantile(64), _FastQuantile(64)
+    q = Quantile(64)
     for _ in range(7):
-        x = torch.randn(300, 5, generator=g)
-        a.add(x)
-        b.add(x)
+        q.add(torch.randn(300, 5, generator=g))
     levels = torch.linspace(0, 1, 21)
-    torch.testing.assert_close(a.quantiles(levels), b.quantiles(levels), rtol=0, atol=0)
     # the dissection reads quantiles a few units at a time: same numbers
-    np.testing.assert_array_equal(_unit_quantiles(b, levels.double().numpy(), units_per_step=2),
-                                  b.quantiles(levels).float().numpy())
+    np.testing.assert_array_equal(_unit_quantiles(q, levels.double().numpy(), units_per_step=2),
+                                  q.quantiles(levels).float().numpy())
 
 
 def test_generator_dissection_and_sources():
