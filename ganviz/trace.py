@@ -465,6 +465,7 @@ class Trace:
         self._modules: Dict[str, nn.Module] = {n: get_module(model, n) for n in hooked}
         self._records: Dict[str, LayerRecord] = {n: LayerRecord(n) for n in self.layers}
         self._handles: List[Any] = []
+        self._entered = False
         self._seen: set = set()
 
     # -- hooks ------------------------------------------------------------
@@ -490,13 +491,15 @@ class Trace:
 
     def _remove_hooks(self) -> None:
         handles, self._handles = self._handles, []
+        self._entered = False
         for h in handles:
             h.remove()
 
     def __enter__(self) -> "Trace":
-        if self._handles:
+        if self._entered:
             raise RuntimeError("this Trace is already active")
         self._seen.clear()
+        self._entered = True
         try:
             for name, module in self._modules.items():
                 self._handles.append(module.register_forward_hook(self._make_hook(name)))
@@ -516,8 +519,8 @@ class Trace:
 
     @property
     def active(self) -> bool:
-        """Whether hooks are currently registered."""
-        return bool(self._handles)
+        """Whether the trace is entered (its hooks, if any, are registered)."""
+        return self._entered
 
     # -- running ----------------------------------------------------------
     def run(self, *args: Any, **kwargs: Any) -> Any:

@@ -22,3 +22,59 @@ def segmenter() -> ToySegmenter:
     """A randomly initialised toy segmenter (16 concepts), identical in every process."""
     torch.manual_seed(0)
     return ToySegmenter(16).eval()
+
+
+class _Layout(torch.nn.Module):
+    """z (N,3) -> an 8x8 feature map: unit 0 "door" (relu z0 everywhere), unit 1 "wall" (left half, 1 + relu z1),
+    unit 2 "sky" (right half, 1 + relu z2)."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        n = z.shape[0]
+        f = torch.zeros(n, 3, 8, 8, device=z.device)
+        f[:, 0] = torch.relu(z[:, 0]).view(n, 1, 1)
+        f[:, 1, :, :4] = 1.0 + torch.relu(z[:, 1]).view(n, 1, 1)
+        f[:, 2, :, 4:] = 1.0 + torch.relu(z[:, 2]).view(n, 1, 1)
+        return f
+
+
+class _Paint(torch.nn.Module):
+    """Feature map -> 32x32 image in [-1, 1]: red = door where there is wall, green = wall, blue = sky."""
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        f = torch.nn.functional.interpolate(f, scale_factor=4, mode="nearest")
+        wall = (f[:, 1:2] > 0.5).float()
+        red = (f[:, 0:1] > 1.0).float() * wall
+        rgb = torch.cat([red, wall * (1 - red), (f[:, 2:3] > 0.5).float()], 1)
+        return rgb * 2 - 1
+
+
+class SceneGenerator(torch.nn.Sequential):
+    """A hand-made generator whose 'door' can only appear on 'wall' (the left half); ``layer1`` is 8x8."""
+
+    z_dim = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer1 = _Layout()
+        self.output = _Paint()
+
+
+SCENE_CONCEPTS = ("background", "sky", "wall", "door")
+
+
+def scene_segmenter(images: torch.Tensor) -> torch.Tensor:
+    """Labels of SceneGenerator images: 3 door (red), 2 wall (green), 1 sky (blue), 0 background."""
+    r, g, b = (images > 0).unbind(1)
+    labels = torch.zeros(r.shape, dtype=torch.long, device=images.device)
+    labels[b] = 1
+    labels[g] = 2
+    labels[r] = 3
+    return labels
+
+
+def scene_dissection(generator: SceneGenerator):
+    """``layer1`` of a SceneGenerator dissected over 200 samples with :func:`scene_segmenter`."""
+    import ganviz
+
+    return ganviz.dissect_generator(generator, "layer1", scene_segmenter, n=200, concept_names=SCENE_CONCEPTS,
+                                    progress=False)

@@ -537,3 +537,14 @@ def test_cuda_follows_output_device(model: Net, x: torch.Tensor) -> None:
     assert y.device.type == "cuda" and tr["block.2"].output.device.type == "cuda"
     assert torch.allclose(y.cpu(), y_cpu, atol=1e-4)
     assert count_hooks(m) == 0
+
+
+def test_trace_without_layers_or_edits_just_runs_the_model():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    x = torch.randn(4, 3)
+    tr = Trace(model, [], retain_output=False)
+    assert torch.equal(tr.run(x), model(x))
+    with tr:
+        assert tr.active
+        assert torch.equal(tr.run(x), model(x))
+    assert not tr.active and count_hooks(model) == 0

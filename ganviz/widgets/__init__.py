@@ -1,4 +1,7 @@
 """Jupyter widgets over the ganviz core (ipywidgets); each is also usable from plain Python via its methods."""
 from .classifier import AblationPanel, DissectionSummary, GradCamView, TopActivationGrid
+from .gan import UnitSwitchboard, WhereCanItGo
+from .paint import PaintCanvas
 
-__all__ = ["TopActivationGrid", "DissectionSummary", "AblationPanel", "GradCamView"]
+__all__ = ["TopActivationGrid", "DissectionSummary", "AblationPanel", "GradCamView", "UnitSwitchboard",
+           "WhereCanItGo", "PaintCanvas"]

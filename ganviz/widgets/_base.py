@@ -84,3 +84,9 @@ def image_widget(image: np.ndarray | None = None, width: int = 192) -> W.Image:
     if image is not None:
         w.value = png_bytes(image)
     return w
+
+
+def css(*pairs: Any) -> None:
+    """Stable CSS classes (``ganviz-<name>``) for styling and the browser tests: ``css(widget, name, ...)``."""
+    for w, name in zip(pairs[::2], pairs[1::2]):
+        w.add_class(f"ganviz-{name}")

@@ -15,19 +15,13 @@ from ..gradcam import gradcam
 from ..imaging import heatmap_overlay, load_image, make_grid, png_bytes, upscale
 from ..trace import Ablate, get_module
 from ..unitviz import figure_array, figure_png, plot_unit_detail, unit_top_images
-from ._base import ViewBase, image_widget
+from ._base import ViewBase, css as _css, image_widget
 
 ALL = "(all concepts)"
 
 
 def _signed(x: torch.Tensor) -> torch.Tensor:
     return x * 2 - 1
-
-
-def _css(*pairs) -> None:
-    """Stable CSS classes (``ganviz-<name>``) for styling and the browser tests: ``_css(widget, name, ...)``."""
-    for w, name in zip(pairs[::2], pairs[1::2]):
-        w.add_class(f"ganviz-{name}")
 
 
 def _caption(image: np.ndarray, text: str, width: int = 190) -> np.ndarray:

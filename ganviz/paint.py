@@ -1,0 +1,192 @@
+"""GAN Paint without widgets: strokes of concepts turned into unit edits at one generator layer.
+
+A :class:`Stroke` is a concept, a mode (``"draw"`` sets the concept's units to their high quantile level inside
+the stroke, ``"remove"`` sets them to zero), a strength (how many of the concept's top units) and a mask at image
+resolution.  :class:`Painter` keeps the strokes of one latent, with undo and reset, and renders the edited image.
+The mask reaches the layer max-pooled (``SetLevel``); strokes apply in order, so two strokes of the same concept
+and mode composite as ``1 - (1 - a)(1 - b)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .causal import model_device
+from .dissect import DissectionResult
+from .imaging import to_uint8
+from .trace import Compose, SetLevel, Trace, get_module
+
+STRENGTHS: Dict[str, int] = {"low": 4, "med": 10, "high": 15}
+"""Units per concept for each strength (the GANPaint client's top 4/10/15)."""
+
+MODES = ("draw", "remove")
+
+
+def brush_mask(points: Sequence[Tuple[float, float]], radius: float, size: Tuple[int, int]) -> np.ndarray:
+    """A ``(H, W)`` float mask of discs of ``radius`` pixels along the polyline through ``points`` ``(x, y)``."""
+    h, w = size
+    if radius <= 0:
+        raise ValueError(f"brush radius must be positive, got {radius}")
+    mask = np.zeros((h, w), np.float32)
+    if not len(points):
+        return mask
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    dense = [pts[0]]
+    for a, b in zip(pts[:-1], pts[1:]):  # sample segments every half radius so the stroke has no gaps
+        steps = max(1, int(np.ceil(np.hypot(*(b - a)) / max(radius / 2, 0.5))))
+        dense.extend(a + (b - a) * t for t in np.linspace(0, 1, steps + 1)[1:])
+    yy, xx = np.mgrid[0:h, 0:w]
+    for x, y in dense:
+        mask[(xx + 0.5 - x) ** 2 + (yy + 0.5 - y) ** 2 <= radius ** 2] = 1.0
+    return mask
+
+
+@dataclass(frozen=True)
+class Stroke:
+    """One paint stroke: ``concept``, ``mode`` (draw/remove), ``strength`` (name or unit count) and ``mask``."""
+
+    concept: str
+    mode: str
+    strength: Union[str, int]
+    mask: np.ndarray = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.mask.ndim != 2:
+            raise ValueError(f"a stroke mask is (H, W), got shape {self.mask.shape}")
+
+
+class Painter:
+    """Paint concepts into ``generator(z)`` by editing ``layer`` (dissected in ``result``).
+
+    ``ranking`` optionally overrides the per-concept unit order (default: by IoU, as in GANPaint); ``q`` is the
+    quantile level that "draw" sets units to; ``strengths`` maps strength names to unit counts.
+    """
+
+    def __init__(self, generator: nn.Module, layer: str, result: DissectionResult, z: Tensor, *,
+                 q: float = 0.99, strengths: Optional[Mapping[str, int]] = None,
+                 ranking: Optional[Mapping[str, Sequence[int]]] = None,
+                 output_range: Tuple[float, float] = (-1.0, 1.0)) -> None:
+        get_module(generator, layer)  # a clear error for a wrong name first
+        if result.layer != layer:
+            raise ValueError(f"the dissection is of {result.layer!r}, not of {layer!r}")
+        self.generator = generator
+        self.layer = layer
+        self.result = result
+        self.strengths = dict(STRENGTHS if strengths is None else strengths)
+        self.ranking = {k: [int(u) for u in v] for k, v in (ranking or {}).items()}
+        self.output_range = output_range
+        self.device = model_device(generator)
+        self.levels = torch.as_tensor(result.level(q))
+        self.strokes: List[Stroke] = []
+        self._redo: List[Stroke] = []
+        self.z = self._check_z(z)
+        self._original: Optional[np.ndarray] = None
+
+    # -- concepts and units -------------------------------------------------------------------------------------
+    def concepts(self, min_iou: float = 0.04) -> List[str]:
+        """Concepts that some unit of the layer is labelled with (IoU >= ``min_iou``), most units first."""
+        return list(self.result.concept_counts(min_iou))
+
+    def units(self, concept: str, strength: Union[str, int] = "med") -> List[int]:
+        """The top units of ``concept`` for ``strength``."""
+        if isinstance(strength, str):
+            if strength not in self.strengths:
+                raise KeyError(f"no strength {strength!r}; strengths: {', '.join(self.strengths)}")
+            n = self.strengths[strength]
+        else:
+            n = int(strength)
+        if n < 1:
+            raise ValueError(f"a stroke needs at least one unit, got strength {strength!r}")
+        order = self.ranking.get(concept)
+        if order is None:
+            order = self.result.units_for(concept)
+        return order[:n]
+
+    # -- latent -------------------------------------------------------------------------------------------------
+    def _check_z(self, z: Tensor) -> Tensor:
+        z = torch.as_tensor(z)
+        if z.ndim == 1:
+            z = z[None]
+        if z.shape[0] != 1:
+            raise ValueError(f"a Painter paints one image: z must hold one latent, got shape {tuple(z.shape)}")
+        return z.to(self.device)
+
+    def set_latent(self, z: Tensor) -> None:
+        """Start over on a new latent (strokes are cleared)."""
+        self.z = self._check_z(z)
+        self.strokes.clear()
+        self._redo.clear()
+        self._original = None
+
+    # -- strokes ------------------------------------------------------------------------------------------------
+    def add(self, stroke: Stroke) -> None:
+        if stroke.concept not in self.result.concept_names:
+            raise KeyError(f"no concept {stroke.concept!r}; concepts: {', '.join(self.result.concept_names)}")
+        self.units(stroke.concept, stroke.strength)  # validates the strength
+        self.strokes.append(stroke)
+        self._redo.clear()
+
+    def paint(self, concept: str, points: Sequence[Tuple[float, float]], *, mode: str = "draw",
+              strength: Union[str, int] = "med", radius: float = 4.0) -> Stroke:
+        """Add a stroke along ``points`` (image pixel coordinates ``(x, y)``) and return it."""
+        h, w = self.image_size
+        stroke = Stroke(concept, mode, strength, brush_mask(points, radius, (h, w)))
+        self.add(stroke)
+        return stroke
+
+    def undo(self) -> bool:
+        """Remove the last stroke; False when there was none."""
+        if not self.strokes:
+            return False
+        self._redo.append(self.strokes.pop())
+        return True
+
+    def redo(self) -> bool:
+        if not self._redo:
+            return False
+        self.strokes.append(self._redo.pop())
+        return True
+
+    def reset(self) -> None:
+        """Remove every stroke."""
+        self.strokes.clear()
+        self._redo.clear()
+
+    # -- rendering ----------------------------------------------------------------------------------------------
+    def edit(self, strokes: Optional[Sequence[Stroke]] = None) -> Optional[Compose]:
+        """The layer edit of ``strokes`` (default: the current ones); None when there are none."""
+        strokes = self.strokes if strokes is None else strokes
+        edits = []
+        for s in strokes:
+            units = self.units(s.concept, s.strength)
+            levels = self.levels[units] if s.mode == "draw" else torch.zeros(len(units))
+            edits.append(SetLevel(units, levels.to(self.device), torch.as_tensor(s.mask, device=self.device)))
+        return Compose(*edits) if edits else None
+
+    @torch.no_grad()
+    def generate(self, strokes: Optional[Sequence[Stroke]] = None) -> Tensor:
+        """The generator's raw output for the current latent with ``strokes`` applied."""
+        edit = self.edit(strokes)
+        with Trace(self.generator, [], retain_output=False,
+                   edit=None if edit is None else {self.layer: edit}) as tr:
+            return tr.run(self.z)
+
+    def image(self, strokes: Optional[Sequence[Stroke]] = None) -> np.ndarray:
+        """The painted image as ``(H, W, 3)`` uint8."""
+        return to_uint8(self.generate(strokes)[0].float().cpu(), self.output_range)
+
+    def original(self) -> np.ndarray:
+        """The unpainted image (cached per latent)."""
+        if self._original is None:
+            self._original = self.image([])
+        return self._original
+
+    @property
+    def image_size(self) -> Tuple[int, int]:
+        return tuple(self.original().shape[:2])  # type: ignore[return-value]

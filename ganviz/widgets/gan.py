@@ -1,0 +1,205 @@
+"""GAN widgets: the unit switchboard (turn a concept's units off and on over many samples) and "where can it go?"."""
+from __future__ import annotations
+
+import html
+from typing import Any, Callable
+
+import ipywidgets as W
+import numpy as np
+import torch
+
+from ..causal import MIN_PIXELS, GeneratorProbe
+from ..dissect import DissectionResult
+from ..imaging import heatmap_overlay, make_grid, png_bytes, to_uint8, upscale
+from ..trace import Scale
+from ._base import ViewBase, css
+
+RANKINGS = (("by IoU", "iou"), ("by causal effect", "effect"))
+
+
+class UnitSwitchboard(ViewBase):
+    """A grid of generated samples and switches for a concept's top units; every sample updates live.
+
+    Units are ranked by IoU with the concept, or by causal effect (how much the concept's segmented area drops
+    when the unit alone is removed, measured over ``rank_samples`` latents).  A unit's slider scales it (0 = off,
+    1 = as generated, 2 = doubled).  The line under the grid gives the concept's area before and after.
+    """
+
+    def __init__(self, generator: torch.nn.Module, layer: str, segmenter: Callable[[torch.Tensor], Any],
+                 result: DissectionResult, *, concept: str = "tree", samples: int = 8, seed: int = 0,
+                 z_dim: int | None = None, n_units: int = 12, rank_samples: int = 32, zoom: int = 2,
+                 output_range: tuple[float, float] = (-1.0, 1.0),
+                 segmenter_preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 background: bool = True):
+        super().__init__(background)
+        self.probe = GeneratorProbe(generator, layer, segmenter, result, segmenter_preprocess=segmenter_preprocess)
+        z_dim = int(z_dim if z_dim is not None else getattr(generator, "z_dim", 0))
+        if z_dim <= 0:
+            raise ValueError("pass z_dim= (the generator has no z_dim attribute)")
+        if samples < 1:
+            raise ValueError(f"samples must be at least 1, got {samples}")
+        self.z = torch.randn(samples, z_dim, generator=torch.Generator().manual_seed(seed))
+        self.z_rank = torch.randn(rank_samples, z_dim, generator=torch.Generator().manual_seed(seed + 1))
+        self.n_units, self.zoom, self.output_range = n_units, zoom, output_range
+        self.scales: dict[int, float] = {}
+        self.effects: dict[str, list[tuple[int, float]]] = {}
+        if concept not in result.concept_names:
+            raise KeyError(f"no concept {concept!r}; concepts: {', '.join(result.concept_names)}")
+        self.concept = W.Dropdown(options=list(result.concept_names), value=concept, description="Concept")
+        self.ranking = W.ToggleButtons(options=RANKINGS, value="iou", description="Rank")
+        self.all_off = W.Button(description="All off")
+        self.all_on = W.Button(description="All on")
+        self.grid = W.Image(format="png", layout=W.Layout(width="auto"))
+        self.grid.add_class("ganviz-pixelated")
+        self.readout = W.HTML()
+        self.switches = W.VBox(layout=W.Layout(max_height="520px", overflow="auto", min_width="330px"))
+        left = W.VBox([W.HBox([self.concept, self.ranking]), self.grid, self.readout])
+        right = W.VBox([W.HBox([self.all_off, self.all_on]), self.switches])
+        self.widget = W.VBox([W.HBox([left, right], layout=W.Layout(align_items="flex-start")), self.status])
+        css(self.widget, "switchboard", self.grid, "switchboard-grid", self.readout, "switchboard-readout",
+            self.switches, "unit-switches", self.all_off, "all-off", self.all_on, "all-on")
+        self.concept.observe(self.guard(lambda c: self.show_concept(c["new"])), names="value")
+        self.ranking.observe(self.guard(lambda c: self.show_concept(self.concept.value)), names="value")
+        self.all_off.on_click(self.guard(lambda b: self.set_all(0.0)))
+        self.all_on.on_click(self.guard(lambda b: self.set_all(1.0)))
+        self.show_concept(concept)
+
+    # -- units --------------------------------------------------------------------------------------------------
+    def ranked_units(self, concept: str) -> list[tuple[int, float]]:
+        """``[(unit, score)]``: IoU, or the causal drop of the concept's area (computed once per concept)."""
+        if self.ranking.value == "effect":
+            if concept not in self.effects:
+                self.say(f"ranking units by their effect on {concept} over {len(self.z_rank)} samples ...")
+                self.effects[concept] = self.probe.rank_by_effect(concept, self.z_rank)
+            return self.effects[concept][:self.n_units]
+        j = self.probe.concept_index(concept)
+        return [(u, float(self.probe.result.iou[u, j])) for u in self.probe.result.units_for(j, self.n_units)]
+
+    def show_concept(self, concept: str) -> None:
+        """Switches for ``concept``'s top units (all on), and a fresh grid."""
+        ranked = self.ranked_units(concept)
+        self.scales = {u: 1.0 for u, _ in ranked}
+        self._before = self._areas(None)
+        what = "IoU" if self.ranking.value == "iou" else "area drop"
+        rows = []
+        for u, score in ranked:
+            label = self.probe.result.label(u)
+            toggle = W.ToggleButton(value=True, description=f"unit {u}", layout=W.Layout(width="90px"),
+                                    tooltip=f"{label.concept} IoU {label.iou:.3f}")
+            slider = W.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.05, readout_format=".2f",
+                                   layout=W.Layout(width="170px"))
+            toggle.observe(self.guard(lambda c, u=u, s=slider: setattr(s, "value", 1.0 if c["new"] else 0.0)),
+                           names="value")
+            slider.observe(self.guard(lambda c, u=u: self.set_scale(u, c["new"])), names="value")
+            note = W.HTML(f"<small>{html.escape(label.concept)} &middot; {what} {score:.3f}</small>")
+            row = W.HBox([toggle, slider, note])
+            row.add_class("ganviz-unit-switch")
+            rows.append(row)
+        self.switches.children = rows
+        self.update()
+
+    def set_scale(self, unit: int, value: float) -> None:
+        self.scales[int(unit)] = float(value)
+        self.update()
+
+    def set_all(self, value: float) -> None:
+        """Turn every listed unit off (0) or on (1)."""
+        for row in self.switches.children:
+            row.children[1].value = value  # the sliders' observers update the scales
+        for u in self.scales:
+            self.scales[u] = value
+        self.update()
+
+    def edit(self) -> Scale | None:
+        changed = {u: s for u, s in self.scales.items() if s != 1.0}
+        return Scale(list(changed), list(changed.values())) if changed else None
+
+    # -- compute ------------------------------------------------------------------------------------------------
+    def _areas(self, edit) -> np.ndarray:
+        return self.probe.area(self.concept.value, self.z, edit)
+
+    def update(self) -> None:
+        self.compute(self._draw, self.edit(), self.concept.value)
+
+    def _draw(self, edit, concept: str) -> None:
+        images = to_uint8(self.probe.generate(self.z, edit).float().cpu(), self.output_range)
+        self.images = images
+        self.grid.value = png_bytes(upscale(make_grid(images, cols=4), self.zoom))
+        after = self.probe.area(concept, self.z, edit) if edit is not None else self._before
+        before_total, after_total = float(self._before.sum()), float(after.sum())
+        change = "" if before_total == 0 or edit is None else f" ({(after_total / before_total - 1) * 100:+.0f}%)"
+        off = sum(1 for s in self.scales.values() if s == 0)
+        self.after = after
+        self.readout.value = (f"<b>{html.escape(concept)}</b> covers {before_total / len(after) * 100:.1f}% of "
+                              f"the pixels as generated, {after_total / len(after) * 100:.1f}% now{change}; "
+                              f"{off} unit{'s' if off != 1 else ''} off")
+        self.say("")
+
+    def render(self) -> np.ndarray:
+        self.wait()
+        return upscale(make_grid(self.images, cols=4), self.zoom)
+
+
+class WhereCanItGo(ViewBase):
+    """Switch a concept's units on at every location of the feature map in turn and show where it appears.
+
+    The overlay is bright where the segmenter found the concept added in that location's patch; the line below
+    gives the success rate per context (what the patch showed before), the generator's sense of where the
+    concept belongs.
+    """
+
+    def __init__(self, generator: torch.nn.Module, layer: str, segmenter: Callable[[torch.Tensor], Any],
+                 result: DissectionResult, *, concept: str = "door", seed: int = 0, z_dim: int | None = None,
+                 n_units: int = 20, q: float = 0.995, cells: int = 2, min_pixels: int = MIN_PIXELS, zoom: int = 4,
+                 output_range: tuple[float, float] = (-1.0, 1.0),
+                 segmenter_preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 background: bool = True):
+        super().__init__(background)
+        self.probe = GeneratorProbe(generator, layer, segmenter, result, segmenter_preprocess=segmenter_preprocess)
+        self.z_dim = int(z_dim if z_dim is not None else getattr(generator, "z_dim", 0))
+        if self.z_dim <= 0:
+            raise ValueError("pass z_dim= (the generator has no z_dim attribute)")
+        self.n_units, self.q, self.cells, self.min_pixels = n_units, q, cells, min_pixels
+        self.zoom, self.output_range = zoom, output_range
+        self.concept = W.Dropdown(options=list(result.concept_names), value=concept, description="Concept")
+        self.seed = W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="Seed",
+                                     layout=W.Layout(width="170px"))
+        self.picture = W.Image(format="png", layout=W.Layout(width="auto"))
+        self.picture.add_class("ganviz-pixelated")
+        self.readout = W.HTML()
+        self.widget = W.VBox([W.HBox([self.concept, self.seed]), self.picture, self.readout, self.status])
+        css(self.widget, "where", self.picture, "where-image", self.readout, "where-readout")
+        self.concept.observe(self.guard(lambda c: self.update()), names="value")
+        self.seed.observe(self.guard(lambda c: self.update()), names="value")
+        self.update()
+
+    def update(self) -> None:
+        self.say(f"inserting {self.concept.value} at every location ...")
+        self.compute(self._run, self.concept.value, int(self.seed.value))
+
+    def _run(self, concept: str, seed: int) -> None:
+        z = torch.randn(1, self.z_dim, generator=torch.Generator().manual_seed(seed))
+        m = self.probe.insertion_map(concept, z, n_units=self.n_units, q=self.q, cells=self.cells)
+        image = to_uint8(self.probe.generate(z)[0].float().cpu(), self.output_range)
+        hit = m.success(self.min_pixels)[0].astype(np.float32)
+        heat = np.zeros(self.probe.result.activation_size, np.float32)  # a hit lights the block it was tried in
+        for i, j in zip(*np.nonzero(hit)):
+            heat[i:i + self.cells, j:j + self.cells] = 1.0
+        self.map = m
+        self.view = np.concatenate([upscale(image, self.zoom), np.full((image.shape[0] * self.zoom, 8, 3), 255,
+                                                                      np.uint8),
+                                    upscale(heatmap_overlay(image, heat, alpha=0.45), self.zoom)], axis=1)
+        self.picture.value = png_bytes(self.view)
+        names = self.probe.concept_names
+        rates = []
+        for k in np.unique(m.context[0]):
+            where = m.context[0] == k
+            rates.append((int(where.sum()), names[k], float(hit[where].mean())))
+        rates.sort(reverse=True)
+        self.readout.value = f"<b>{html.escape(concept)}</b> appeared at " + ", ".join(
+            f"{r * 100:.0f}% of {html.escape(n)} locations ({c})" for c, n, r in rates)
+        self.say("")
+
+    def render(self) -> np.ndarray:
+        self.wait()
+        return self.view

@@ -1,0 +1,211 @@
+"""The concept paint canvas (GAN Paint): draw or remove concepts in a generated image with the mouse."""
+from __future__ import annotations
+
+import time
+from typing import Callable, Mapping, Sequence
+
+import ipywidgets as W
+import numpy as np
+import torch
+from ipycanvas import Canvas
+
+from ..dissect import DissectionResult
+from ..imaging import load_image, upscale
+from ..paint import STRENGTHS, Painter, Stroke, brush_mask
+from ..toyworld import LABEL_COLORS
+from ._base import ViewBase, css
+
+PREVIEW_BUDGET = 0.1
+"""Seconds a generation may take for the image to also update during a drag (otherwise only on mouse-up)."""
+
+
+PALETTE_ORDER = ("tree", "grass", "door", "dome", "sky", "cloud", "wall", "window", "roof", "water")
+"""Concepts shown first in the palette when the layer has units for them (GANPaint's palette, then ours)."""
+
+
+def _rgba(image: np.ndarray) -> np.ndarray:
+    """RGB -> RGBA, so ipycanvas sends exact pixels (PNG) instead of JPEG."""
+    return np.concatenate([image, np.full(image.shape[:2] + (1,), 255, np.uint8)], axis=2)
+
+
+class PaintCanvas(ViewBase):
+    """Paint concepts into generated scenes: choose a concept, draw or remove, and the image regenerates.
+
+    ``result`` is a dissection of ``layer`` of ``generator``; the palette holds the concepts some unit is labelled
+    with (or ``concepts``).  Strength low/med/high uses the top 4/10/15 units of the concept (``strengths``);
+    the brush radius is in image pixels.  ``on_upload(image_uint8) -> latent`` handles uploaded photos (GAN
+    inversion); without it an upload gets a message.  Methods ``stroke``, ``undo``, ``reset`` and ``new_sample``
+    do from Python what the buttons and the mouse do.
+    """
+
+    def __init__(self, generator: torch.nn.Module, layer: str, result: DissectionResult, *, seed: int = 0,
+                 z_dim: int | None = None, scale: int = 6, brush: int = 4, q: float = 0.99,
+                 strengths: Mapping[str, int] | None = None, ranking: Mapping[str, Sequence[int]] | None = None,
+                 concepts: Sequence[str] | None = None, output_range: tuple[float, float] = (-1.0, 1.0),
+                 on_upload: Callable[[np.ndarray], torch.Tensor] | None = None, background: bool = True):
+        super().__init__(background)
+        self.z_dim = int(z_dim if z_dim is not None else getattr(generator, "z_dim", 0))
+        if self.z_dim <= 0:
+            raise ValueError("pass z_dim= (the generator has no z_dim attribute)")
+        self.painter = Painter(generator, layer, result, self._latent(seed), q=q, strengths=strengths,
+                               ranking=ranking, output_range=output_range)
+        self.scale, self.on_upload = int(scale), on_upload
+        palette = list(concepts) if concepts is not None else self._palette()
+        if not palette:
+            raise ValueError(f"no concept has a labelled unit in {layer!r}; pass concepts=[...] to paint anyway")
+        unknown = [c for c in palette if c not in result.concept_names]
+        if unknown:
+            raise KeyError(f"unknown concepts {unknown}; the dissection knows {', '.join(result.concept_names)}")
+        h, w = self.painter.image_size
+        self.canvas = Canvas(width=w * self.scale, height=h * self.scale,
+                             layout=W.Layout(width=f"{w * self.scale}px", height=f"{h * self.scale}px",
+                                             min_width=f"{w * self.scale}px", flex="0 0 auto"))
+        self.concept = W.ToggleButtons(options=palette, value=palette[0], description="Concept",
+                                       style={"button_width": "76px"})
+        self.mode = W.ToggleButtons(options=["draw", "remove"], value="draw", description="Mode")
+        names = list(strengths or STRENGTHS)
+        self.strength = W.ToggleButtons(options=names, value="med" if "med" in names else names[0],
+                                        description="Strength")
+        self.brush = W.IntSlider(value=brush, min=1, max=max(16, brush), description="Brush")
+        self.undo_button = W.Button(description="Undo", icon="undo")
+        self.reset_button = W.Button(description="Reset")
+        self.seed = W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="Seed",
+                                     layout=W.Layout(width="170px"))
+        self.new_button = W.Button(description="New sample")
+        self.upload = W.FileUpload(accept="image/png,image/jpeg", multiple=False, description="Upload photo")
+        controls = W.VBox([self.concept, self.mode, self.strength, self.brush,
+                           W.HBox([self.undo_button, self.reset_button]), W.HBox([self.seed, self.new_button]),
+                           self.upload])
+        self.widget = W.VBox([W.HBox([self.canvas, controls], layout=W.Layout(align_items="flex-start")),
+                              self.status])
+        css(self.widget, "paint", self.canvas, "paint-canvas", self.concept, "palette", self.mode, "paint-mode",
+            self.strength, "paint-strength", self.undo_button, "undo", self.reset_button, "reset",
+            self.new_button, "new-sample", self.upload, "paint-upload")
+        self._points: list[tuple[float, float]] | None = None
+        self._gen_seconds = 0.0
+        self.image = self.painter.original()
+        self.canvas.on_mouse_down(self.guard(self._down))
+        self.canvas.on_mouse_move(self.guard(self._move))
+        self.canvas.on_mouse_up(self.guard(self._up))
+        self.canvas.on_mouse_out(self.guard(self._up))
+        self.canvas.on_client_ready(self.guard(self._repaint))
+        self.undo_button.on_click(self.guard(lambda b: self.undo()))
+        self.reset_button.on_click(self.guard(lambda b: self.reset()))
+        self.new_button.on_click(self.guard(lambda b: self.new_sample(self.seed.value)))
+        self.upload.observe(self.guard(self._on_upload), names="value")
+        self._show(self.image)
+        self.say(self._summary())
+
+    def _palette(self) -> list[str]:
+        """Concepts with labelled units, the GANPaint palette's concepts first."""
+        labelled = self.painter.concepts()
+        return [c for c in PALETTE_ORDER if c in labelled] + [c for c in labelled if c not in PALETTE_ORDER]
+
+    # -- state --------------------------------------------------------------------------------------------------
+    def _latent(self, seed: int) -> torch.Tensor:
+        return torch.randn(1, self.z_dim, generator=torch.Generator().manual_seed(int(seed)))
+
+    def _summary(self) -> str:
+        n = len(self.painter.strokes)
+        return f"{n} stroke{'s' if n != 1 else ''} on seed {self.seed.value}" if n else \
+            f"seed {self.seed.value}: choose a concept and drag on the image"
+
+    def _show(self, image: np.ndarray) -> None:
+        self.canvas.put_image_data(_rgba(upscale(image, self.scale)), 0, 0)
+
+    def _repaint(self) -> None:
+        """A browser connected (late, or after a reload): its canvas is blank, so draw the current image again."""
+        self.canvas._canvas_manager._current_canvas = None  # make the next command re-target this canvas
+        self._show(self.image)
+
+    def _regenerate(self, strokes: Sequence[Stroke], final: bool = True) -> None:
+        t = time.perf_counter()
+        image = self.painter.image(strokes)
+        self._gen_seconds = time.perf_counter() - t
+        self.image = image
+        self._show(image)
+        if final:
+            self.say(self._summary())
+
+    def refresh(self) -> None:
+        """Regenerate the image from the current strokes (coalesced with other requests)."""
+        self.compute(self._regenerate, list(self.painter.strokes))
+
+    # -- actions ------------------------------------------------------------------------------------------------
+    def stroke(self, points: Sequence[tuple[float, float]], concept: str | None = None, mode: str | None = None,
+               strength: str | None = None, radius: float | None = None) -> Stroke:
+        """Add a stroke along ``points`` in image pixels (defaults: the controls' values) and regenerate."""
+        s = self.painter.paint(concept or self.concept.value, points, mode=mode or self.mode.value,
+                               strength=strength or self.strength.value,
+                               radius=float(radius if radius is not None else self.brush.value))
+        self.refresh()
+        return s
+
+    def undo(self) -> None:
+        if not self.painter.undo():
+            self.say("nothing to undo")
+            return
+        self.refresh()
+
+    def reset(self) -> None:
+        self.painter.reset()
+        self.refresh()
+
+    def new_sample(self, seed: int) -> None:
+        """Paint on a new generated sample (strokes are cleared)."""
+        self.seed.value = int(seed)
+        self.painter.set_latent(self._latent(seed))
+        self.refresh()
+
+    def _on_upload(self, change) -> None:
+        files = change["new"]
+        if not files:
+            return
+        item = files[0]
+        h, w = self.painter.image_size
+        photo = load_image(bytes(item["content"]), size=h)  # clear errors for files that are no usable image
+        if self.on_upload is None:
+            self.say(f"{item.get('name', 'the photo')} is a valid {h}x{w} image, but painting on a photo needs "
+                     "GAN inversion, which this canvas was not given (on_upload=...); paint on generated "
+                     "samples for now")
+            return
+        self.say(f"inverting {item.get('name', 'the photo')} ...")
+        self.painter.set_latent(self.on_upload(photo))
+        self.refresh()
+
+    # -- mouse --------------------------------------------------------------------------------------------------
+    def _to_image(self, x: float, y: float) -> tuple[float, float]:
+        return x / self.scale, y / self.scale
+
+    def _down(self, x: float, y: float) -> None:
+        self._points = [self._to_image(x, y)]
+        self._dab(x, y)
+
+    def _dab(self, x: float, y: float) -> None:
+        r, g, b = LABEL_COLORS[self.painter.result.concept_names.index(self.concept.value)] \
+            if self.concept.value in self.painter.result.concept_names else (255, 255, 255)
+        self.canvas.fill_style = f"rgba({r},{g},{b},0.5)" if self.mode.value == "draw" else "rgba(0,0,0,0.5)"
+        self.canvas.fill_circle(x, y, self.brush.value * self.scale)
+
+    def _move(self, x: float, y: float) -> None:
+        if self._points is None:
+            return
+        self._points.append(self._to_image(x, y))
+        self._dab(x, y)
+        if self._gen_seconds < PREVIEW_BUDGET:  # fast enough: show the edit during the drag (throttled)
+            h, w = self.painter.image_size
+            partial = Stroke(self.concept.value, self.mode.value, self.strength.value,
+                             brush_mask(list(self._points), self.brush.value, (h, w)))
+            self.compute(self._regenerate, list(self.painter.strokes) + [partial], False)
+
+    def _up(self, x: float, y: float) -> None:
+        if self._points is None:
+            return
+        points, self._points = self._points, None
+        self.stroke(points)
+
+    # -- output -------------------------------------------------------------------------------------------------
+    def render(self) -> np.ndarray:
+        """The original and the painted image side by side, enlarged."""
+        gap = np.full((self.image.shape[0] * 4, 8, 3), 255, np.uint8)
+        return np.concatenate([upscale(self.painter.original(), 4), gap, upscale(self.image, 4)], axis=1)
