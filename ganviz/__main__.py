@@ -1,9 +1,9 @@
-"""Command line: ``python -m ganviz dissect --model toy-classifier --layer conv5_3 --images 5000 --out DIR``.
+"""Command line: ``ganviz app`` (the GAN Paint web app) and ``python -m ganviz dissect --model toy-classifier ...``.
 
 Models are named by bundled-zoo name (``toy-classifier``, ``toy-gan``, ``toy-segmenter``) or by an import path
 ``pkg.module:factory`` whose call returns an ``nn.Module``.  Under ``torchrun --nproc_per_node N`` (environment
 variables ``RANK`` and ``WORLD_SIZE`` set) the images are sharded over the processes and rank 0 writes the result.
-Other subcommands register themselves next to ``dissect`` (see :func:`add_dissect_parser`).
+Subcommands register themselves with ``add_*_parser`` functions.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any, Optional, Sequence, Tuple
 
-__all__ = ["main", "build_parser", "add_dissect_parser", "load_model"]
+__all__ = ["main", "build_parser", "add_dissect_parser", "add_app_parser", "load_model"]
 
 
 def load_model(spec: str, device: Any = "cpu") -> Tuple[Any, Any]:
@@ -84,7 +84,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ganviz", description="ganviz command line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_dissect_parser(sub)
+    add_app_parser(sub)
     return parser
+
+
+def add_app_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
+    """Register the ``app`` subcommand: serve a packaged app notebook with Voila."""
+    p = sub.add_parser("app", help="open the GAN Paint web app on the bundled GAN (Voila)",
+                       description="Serve the GAN Paint app (a Voila page) on the bundled toy GAN.")
+    p.add_argument("name", nargs="?", default="paint", help="app name (default: paint)")
+    p.add_argument("--port", type=int, default=8866)
+    p.add_argument("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser window")
+
+    def run(args: argparse.Namespace) -> int:
+        from .apps import serve
+
+        return serve(args.name, args.port, not args.no_browser, args.ip)
+
+    p.set_defaults(func=run)
+    return p
 
 
 def _init_distributed(device_arg: Optional[str]) -> Tuple[bool, Any]:

@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from .cache import ResultCache, atomic_write, callable_id, make_key, weights_hash
 from .progress import progress as _progress
 from .stats import IoUTally, Quantile, TopK, load_stats, save_stats
-from .toyworld import CONCEPTS, WATERMARK_FRACTION, render_batch
+from .toyworld import CONCEPTS, RENDER_VERSION, WATERMARK_FRACTION, render_batch
 from .trace import Trace, get_module
 
 __all__ = [
@@ -107,7 +107,7 @@ class ToyWorldSource:
 
     @property
     def identity(self) -> str:
-        return (f"toyworld seed={self.seed} n={self.n} size={self.size} "
+        return (f"toyworld v{RENDER_VERSION} seed={self.seed} n={self.n} size={self.size} "
                 f"watermark={self.watermark_fraction!r}")
 
     def load(self, indices: Sequence[int]) -> Tuple[Tensor, Optional[Tensor]]:

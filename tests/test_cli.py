@@ -112,3 +112,24 @@ def test_torchrun_two_processes_match_one(tmp_path):
     np.testing.assert_array_equal(a.concept_area, b.concept_area)
     np.testing.assert_allclose(a.iou, b.iou, rtol=0, atol=1e-6)
     assert a.num_images == b.num_images == 64 and a.pixels == b.pixels
+
+
+def test_app_command_serves_the_packaged_notebook():
+    from ganviz import apps
+    from ganviz.__main__ import build_parser
+
+    args = build_parser().parse_args(["app", "--port", "9999", "--no-browser"])
+    assert (args.name, args.port, args.no_browser) == ("paint", 9999, True)
+    cmd = apps.voila_command("paint", 9999, open_browser=False)
+    assert cmd[1:3] == ["-m", "voila"] and cmd[3].endswith("paint.ipynb") and "--no-browser" in cmd
+    assert "--port=9999" in cmd and "--Voila.ip=127.0.0.1" in cmd and apps.notebook().exists()
+    with pytest.raises(KeyError, match="no app 'nope'"):
+        apps.notebook("nope")
+
+
+def test_paint_app_widget_builds_on_the_bundled_gan():
+    from ganviz.apps import paint_app
+
+    app = paint_app(seed=2)
+    assert app.canvas.painter.layer == "layer4" and "tree" in app.canvas.concept.options
+    assert app.canvas.image.shape == (64, 64, 3)

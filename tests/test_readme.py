@@ -14,6 +14,14 @@ def test_readme_examples_run(capsys):
     out = capsys.readouterr().out
     assert "truth:" in out and "conv5_3" in out and "units with IoU >= 0.04" in out
     assert namespace["ablated"].shape == (1, 8) and namespace["edited"].shape == (1, 3, 64, 64)
+    assert namespace["painted"].shape == (64, 64, 3) and namespace["painter"].strokes == []
+
+
+def test_readme_main_command_opens_the_paint_app():
+    text = README.read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    assert blocks[0].strip().endswith("&& ganviz app"), blocks[0]
+    assert '-e ".[app]"' in blocks[0]
 
 
 def test_readme_commands_match_ci():

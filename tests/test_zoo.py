@@ -100,3 +100,30 @@ def test_gan_training_moves(tmp_path):
     fresh = zoo.registry._specs()["toy-gan"][0]()
     changed = [not torch.equal(p, q) for p, q in zip(G.state_dict().values(), fresh.state_dict().values())]
     assert any(changed)
+
+
+def test_shipped_gan_dissection_belongs_to_the_shipped_weights(monkeypatch, tmp_path):
+    """``dissection()`` returns the shipped file (no computing) - so it must be re-exported with new weights."""
+    from ganviz.cache import weights_hash
+    from ganviz.zoo import dissections
+
+    generator, _ = zoo.load("toy-gan")
+    shipped = dissections.shipped_path("toy-gan", "layer4")
+    assert shipped.exists(), "run: python -m ganviz.zoo.dissections toy-gan --layer layer4"
+    monkeypatch.setattr(dissections, "_compute", lambda *a, **k: pytest.fail("computed instead of loading"))
+    result = zoo.dissection("toy-gan", "layer4", generator)
+    assert result.model_hash == weights_hash(generator) and result.num_units == 256
+    with pytest.raises(KeyError, match="no layer 'layer9'"):
+        zoo.dissection("toy-gan", "layer9", generator)
+
+
+def test_dissection_of_changed_weights_is_computed_and_cached(monkeypatch, tmp_path):
+    from ganviz.zoo import dissections
+
+    monkeypatch.setenv("GANVIZ_CACHE", str(tmp_path))
+    monkeypatch.setattr(dissections, "SAMPLES", 64)
+    generator, _ = zoo.load("toy-gan")
+    with torch.no_grad():
+        generator.output.conv.weight.mul_(0.5)  # no longer the shipped weights
+    result = zoo.dissection("toy-gan", "layer4", generator, progress=False)
+    assert result.num_images == 64 and list(tmp_path.glob("*.npz"))

@@ -45,3 +45,7 @@ CONCEPT_FREQUENCY: dict[str, float] = {
     "roof": 0.28, "dome": 0.12, "window": 0.375, "door": 0.375, "person": 0.46, "hat": 0.23, "snow": 0.125,
     "sand": 0.18, "watermark": 0.25,
 }
+
+RENDER_VERSION = 1
+"""Bumped whenever the renderer draws differently, so caches keyed by a toy-world data identity do not return
+results computed on older scenes."""

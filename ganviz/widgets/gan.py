@@ -150,7 +150,7 @@ class WhereCanItGo(ViewBase):
 
     def __init__(self, generator: torch.nn.Module, layer: str, segmenter: Callable[[torch.Tensor], Any],
                  result: DissectionResult, *, concept: str = "door", seed: int = 0, z_dim: int | None = None,
-                 n_units: int = 20, q: float = 0.995, cells: int = 2, min_pixels: int = MIN_PIXELS, zoom: int = 4,
+                 n_units: int = 20, q: float = 0.995, cells: int = 3, min_pixels: int = MIN_PIXELS, zoom: int = 4,
                  output_range: tuple[float, float] = (-1.0, 1.0),
                  segmenter_preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  background: bool = True):

@@ -22,6 +22,10 @@ PREVIEW_BUDGET = 0.1
 PALETTE_ORDER = ("tree", "grass", "door", "dome", "sky", "cloud", "wall", "window", "roof", "water")
 """Concepts shown first in the palette when the layer has units for them (GANPaint's palette, then ours)."""
 
+PALETTE_MIN_IOU = 0.01
+"""A palette concept needs a unit with at least this IoU (below the 0.04 of a label: a dome is small, yet its
+top units still draw domes on walls)."""
+
 
 def _rgba(image: np.ndarray) -> np.ndarray:
     """RGB -> RGBA, so ipycanvas sends exact pixels (PNG) instead of JPEG."""
@@ -97,9 +101,12 @@ class PaintCanvas(ViewBase):
         self.say(self._summary())
 
     def _palette(self) -> list[str]:
-        """Concepts with labelled units, the GANPaint palette's concepts first."""
+        """Concepts with labelled units, after the GANPaint palette's concepts that have units with some IoU."""
+        result = self.painter.result
+        best = dict(zip(result.concept_names, result.iou.max(0)))
         labelled = self.painter.concepts()
-        return [c for c in PALETTE_ORDER if c in labelled] + [c for c in labelled if c not in PALETTE_ORDER]
+        first = [c for c in PALETTE_ORDER if c in labelled or best.get(c, 0.0) >= PALETTE_MIN_IOU]
+        return first + [c for c in labelled if c not in first]
 
     # -- state --------------------------------------------------------------------------------------------------
     def _latent(self, seed: int) -> torch.Tensor:

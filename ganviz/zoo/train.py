@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -63,8 +64,9 @@ def to_input(images_u8: torch.Tensor, flip: torch.Tensor | None = None) -> torch
 class Run:
     """Checkpointing and resume for one training run."""
 
-    def __init__(self, out: Path, name: str, modules: dict[str, object]):
+    def __init__(self, out: Path, name: str, modules: dict[str, object], keep: bool = False):
         self.dir = out / name
+        self.keep = keep
         self.dir.mkdir(parents=True, exist_ok=True)
         self.modules = modules
         self.step = 0
@@ -97,6 +99,8 @@ class Run:
         state["elapsed"] = self.elapsed()
         tmp = self.ckpt.with_suffix(".tmp")
         torch.save(state, tmp)
+        if self.keep:  # a snapshot per checkpoint, to choose the step to ship by evaluation
+            shutil.copyfile(tmp, self.dir / f"step_{self.step:06d}.pt")
         os.replace(tmp, self.ckpt)
 
     def write(self, msg: str) -> None:
@@ -245,8 +249,8 @@ def train_gan(args) -> nn.Module:
     G_ema = copy.deepcopy(G).eval()
     lr = args.lr or 2e-4
     opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.0, 0.99))
-    opt_d = torch.optim.Adam(D.parameters(), lr=lr * 2, betas=(0.0, 0.99))
-    run = Run(Path(args.out), "gan", {"G": G, "D": D, "G_ema": G_ema, "opt_g": opt_g, "opt_d": opt_d})
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr * args.d_lr_ratio, betas=(0.0, 0.99))
+    run = Run(Path(args.out), "gan", {"G": G, "D": D, "G_ema": G_ema, "opt_g": opt_g, "opt_d": opt_d}, args.keep)
     run.resume()
     G.train()
     D.train()
@@ -342,6 +346,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--export-to", default=None, help="write weights to this folder instead of the package's")
     p.add_argument("--export-only", action="store_true",
                    help="gan: export the latest checkpoint's EMA generator without training further")
+    p.add_argument("--d-lr-ratio", type=float, default=2.0, help="gan: discriminator lr / generator lr")
+    p.add_argument("--keep", action="store_true", help="gan: keep a snapshot step_NNNNNN.pt of every checkpoint")
     args = p.parse_args(argv)
     for k, v in DEFAULTS[args.model].items():
         if getattr(args, k) is None:

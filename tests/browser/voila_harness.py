@@ -54,19 +54,23 @@ def _children(pid: int) -> list[int]:
 class VoilaServer:
     """``voila --no-browser`` on 127.0.0.1 and a free port, serving ``root`` (a directory of notebooks)."""
 
-    def __init__(self, root: Path = EXAMPLES, port: int | None = None, threads: int = 1):
+    def __init__(self, root: Path = EXAMPLES, port: int | None = None, threads: int = 1,
+                 command: list[str] | None = None):
         self.root, self.port = Path(root), port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(tempfile.mkstemp(prefix="ganviz-voila-", suffix=".log")[1])
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                    PYTHONUNBUFFERED="1", MPLBACKEND="Agg")
-        voila = Path(sys.executable).with_name("voila")
-        cmd = [str(voila) if voila.exists() else "voila", "--no-browser", f"--port={self.port}",
-               "--Voila.ip=127.0.0.1", "--show_tracebacks=True",
-               # a kernel may sit idle while the tests look at another notebook
-               "--MappingKernelManager.cull_idle_timeout=0", str(self.root)]
+        if command is None:
+            voila = Path(sys.executable).with_name("voila")
+            command = [str(voila) if voila.exists() else "voila", "--no-browser", f"--port={self.port}",
+                       "--Voila.ip=127.0.0.1", "--show_tracebacks=True",
+                       # a kernel may sit idle while the tests look at another notebook
+                       "--MappingKernelManager.cull_idle_timeout=0", str(self.root)]
+        else:  # a command that serves one app (e.g. the README's ``ganviz app``), told which port to use
+            command = [*command, f"--port={self.port}", "--no-browser"]
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(command, cwd=self.root, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 
     def url(self, notebook: str) -> str:
@@ -282,4 +286,53 @@ def drag_slider_to(slider, fraction: float, steps: int = 8) -> None:
     page.mouse.move(x0, y0)
     page.mouse.down()
     page.mouse.move(x1, y0, steps=steps)
+    page.mouse.up()
+
+
+# -- canvases --------------------------------------------------------------------------------------------------
+def canvas_pixels(canvas):
+    """The RGB pixels an ipycanvas <canvas> shows, as an (H, W, 3) uint8 array (read back as PNG)."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    url = canvas.evaluate("c => c.toDataURL('image/png')")
+    data = base64.b64decode(url.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def wait_canvas_settled(canvas, before, timeout_s: float = 30, quiet_s: float = 0.6):
+    """Wait until the canvas differs from ``before`` (None: skip) and then stays unchanged for ``quiet_s``."""
+    import numpy as np
+
+    deadline = time.monotonic() + timeout_s
+    last = canvas_pixels(canvas)
+    while before is not None and np.array_equal(last, before):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the canvas did not change within {timeout_s:.0f} s")
+        time.sleep(0.1)
+        last = canvas_pixels(canvas)
+    stable_since = time.monotonic()
+    while time.monotonic() - stable_since < quiet_s:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the canvas kept changing for {timeout_s:.0f} s")
+        time.sleep(0.1)
+        now = canvas_pixels(canvas)
+        if not np.array_equal(now, last):
+            last, stable_since = now, time.monotonic()
+    return last
+
+
+def drag_on(canvas, points, steps: int = 4) -> None:
+    """Press the mouse at ``points[0]`` (pixels of the canvas element), move through the others, release."""
+    page = canvas.page
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    xy = [(box["x"] + x, box["y"] + y) for x, y in points]
+    page.mouse.move(*xy[0])
+    page.mouse.down()
+    for x, y in xy[1:]:
+        page.mouse.move(x, y, steps=steps)
     page.mouse.up()

@@ -1,0 +1,126 @@
+"""The GAN Paint app in a real browser: started with the README's main command, driven with the mouse in Chromium.
+
+The canvas's pixels are read back from the page (exact: the widget sends PNG) and segmented here with the bundled
+segmenter to check what the strokes did.  Screenshots land in build/screenshots/ (or $GANVIZ_SCREENSHOTS).
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import ganviz
+from ganviz.paint import brush_mask
+from voila_harness import REPO, VoilaServer, canvas_pixels, drag_on, open_notebook, wait_canvas_settled
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
+
+SCALE = 6      # the app's canvas shows the 64x64 image enlarged 6x
+BRUSH = 4      # the app's default brush radius, image pixels
+CELL = 8       # image pixels per layer4 location
+
+
+def readme_app_command() -> list[str]:
+    """The command after the last ``&&`` of the README's first set-up command (``ganviz app``)."""
+    first = re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)[0]
+    words = first.split("&&")[-1].split()
+    exe = Path(sys.executable).with_name(words[0])
+    return [str(exe) if exe.exists() else shutil.which(words[0]) or words[0], *words[1:]]
+
+
+@pytest.fixture(scope="module")
+def app(browser_context, tmp_path_factory):
+    with VoilaServer(REPO, command=readme_app_command()) as server:
+        page = open_notebook(browser_context, server.base + "/", ["canvas.ganviz-paint-canvas"])
+        yield page
+        page.close()
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    return ganviz.load("toy-segmenter")[0]
+
+
+def segment(segmenter, shown: np.ndarray) -> np.ndarray:
+    """Labels (64, 64) of what the canvas shows (its 6x enlargement sampled back to 64x64)."""
+    img = torch.from_numpy(shown[::SCALE, ::SCALE].copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        return segmenter(img).argmax(1)[0].numpy()
+
+
+def cells(mask: np.ndarray) -> np.ndarray:
+    """The image pixels of every layer location a mask touches (what a stroke edits)."""
+    h, w = mask.shape
+    touched = mask.reshape(h // CELL, CELL, w // CELL, CELL).max((1, 3)) > 0
+    return np.kron(touched, np.ones((CELL, CELL))).astype(bool)
+
+
+def click(page, name):
+    page.locator(".ganviz-app").get_by_role("button", name=name, exact=True).click()
+
+
+def test_app_paints_undoes_resets_and_removes(app, segmenter, shots):
+    page = app
+    canvas = page.locator("canvas.ganviz-paint-canvas")
+    status = page.locator(".ganviz-app .ganviz-status")
+    original = wait_canvas_settled(canvas, None)
+    assert original.shape == (64 * SCALE, 64 * SCALE, 3) and original.std() > 10, "the canvas shows no scene"
+    shots(page, "paint-app-loaded")
+    labels = segment(segmenter, original)
+    tree = ganviz.CONCEPTS.index("tree")
+
+    # draw trees along the image row (between the edges) that has the fewest tree pixels
+    row = int(np.argmin([(labels[max(y - 4, 0):y + 4] == tree).sum() for y in range(8, 56)])) + 8
+    points = [(8, row), (56, row)]
+    click(page, "tree")
+    click(page, "draw")
+    drag_on(canvas, [(x * SCALE, y * SCALE) for x, y in points])
+    painted = wait_canvas_settled(canvas, original)
+    assert "1 stroke" in status.inner_text()
+    shots(page, "paint-app-tree-stroke")
+    inside = cells(brush_mask(points, BRUSH, (64, 64)))
+    diff = np.abs(painted[::SCALE, ::SCALE].astype(int) - original[::SCALE, ::SCALE]).mean(-1)
+    assert diff[inside].mean() > 3 * diff[~inside].mean() and diff[inside].mean() > 8, \
+        (diff[inside].mean(), diff[~inside].mean())
+
+    # a second stroke, then undo: exactly the image after the first stroke; reset: exactly the original
+    drag_on(canvas, [(20 * SCALE, 20 * SCALE), (44 * SCALE, 20 * SCALE)])
+    two = wait_canvas_settled(canvas, painted)
+    assert "2 strokes" in status.inner_text()
+    page.locator(".ganviz-undo").click()
+    assert np.array_equal(wait_canvas_settled(canvas, two), painted)
+    page.locator(".ganviz-reset").click()
+    assert np.array_equal(wait_canvas_settled(canvas, painted), original)
+
+    # remove mode over the biggest tree region erases trees there
+    ys, xs = np.nonzero(labels == tree)
+    assert len(ys) > 40, "the app's first sample should show trees"
+    y0 = int(np.median(ys))
+    span = xs[np.abs(ys - y0) <= 2]
+    stroke = [(float(span.min()), y0), (float(span.max()), y0)]
+    region = cells(brush_mask(stroke, BRUSH, (64, 64)))
+    click(page, "remove")
+    click(page, "high")
+    drag_on(canvas, [(x * SCALE, y * SCALE) for x, y in stroke])
+    removed = wait_canvas_settled(canvas, original)
+    shots(page, "paint-app-tree-removed")
+    before = (labels[region] == tree).sum()
+    after = (segment(segmenter, removed)[region] == tree).sum()
+    assert after <= 0.5 * before, (before, after)
+    assert "\u26a0" not in status.inner_text()
+    assert not [e for e in page.console_errors if "widget" in e.lower() or "Uncaught" in e], page.console_errors
+
+
+def test_app_repaints_after_a_reload(app, shots):
+    page = app
+    page.reload(wait_until="load")
+    canvas = page.locator("canvas.ganviz-paint-canvas")
+    canvas.wait_for(state="visible", timeout=120_000)
+    shown = wait_canvas_settled(canvas, None)
+    assert shown.std() > 10, "after a reload the canvas stayed blank"
+    shots(page, "paint-app-reloaded")
