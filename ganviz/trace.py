@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import difflib
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
@@ -426,7 +427,8 @@ class LayerRecord:
 class Trace:
     """Context manager that retains and/or edits the outputs of named layers.
 
-    Hooks exist only between ``__enter__`` and ``__exit__``.  Retained outputs
+    Hooks exist only between ``__enter__`` and ``__exit__``, and act only on forward passes of the thread that
+    entered (a widget computing in the background does not edit a cell's forward pass).  Retained outputs
     are taken after edits.  With ``stop=True`` the forward pass is aborted
     (via :class:`StopForward`, swallowed on exit and by :meth:`run`) as soon as
     every listed layer has produced an output.  ``detach=False`` keeps the
@@ -466,6 +468,7 @@ class Trace:
         self._records: Dict[str, LayerRecord] = {n: LayerRecord(n) for n in self.layers}
         self._handles: List[Any] = []
         self._entered = False
+        self._owner: Optional[int] = None
         self._seen: set = set()
 
     # -- hooks ------------------------------------------------------------
@@ -474,6 +477,8 @@ class Trace:
         record = self._records.get(name)
 
         def hook(module: nn.Module, args: tuple, output: Any) -> Any:
+            if threading.get_ident() != self._owner:  # another thread's forward pass (a widget computing in the
+                return None                            # background while a cell runs): not ours to edit or record
             if edit is not None:
                 output = edit.apply(output, name)
             if record is not None:
@@ -500,6 +505,7 @@ class Trace:
             raise RuntimeError("this Trace is already active")
         self._seen.clear()
         self._entered = True
+        self._owner = threading.get_ident()
         try:
             for name, module in self._modules.items():
                 self._handles.append(module.register_forward_hook(self._make_hook(name)))

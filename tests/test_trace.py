@@ -548,3 +548,32 @@ def test_trace_without_layers_or_edits_just_runs_the_model():
         assert tr.active
         assert torch.equal(tr.run(x), model(x))
     assert not tr.active and count_hooks(model) == 0
+
+
+def test_a_trace_acts_only_on_its_own_threads_forward_passes():
+    """A widget computing in a background thread must not edit a forward pass that a notebook cell runs."""
+    import threading
+
+    model = nn.Sequential(nn.Linear(3, 3), nn.Identity())
+    x = torch.randn(2, 3)
+    plain = model(x)
+    entered, release = threading.Event(), threading.Event()
+
+    def background():
+        with Trace(model, "1", edit=Ablate([0, 1, 2])) as tr:
+            entered.set()
+            release.wait(10)
+            assert (tr.run(x) == 0).all()   # its own pass is edited
+
+    t = threading.Thread(target=background)
+    t.start()
+    entered.wait(10)
+    try:
+        assert torch.equal(model(x), plain)   # this thread's pass is untouched while the other's hook exists
+        with Trace(model, "1") as tr:
+            tr.run(x)
+            assert torch.equal(tr["1"].output, plain)
+    finally:
+        release.set()
+        t.join()
+    assert count_hooks(model) == 0
