@@ -10,7 +10,7 @@ import torch
 
 from ..causal import MIN_PIXELS, GeneratorProbe
 from ..dissect import DissectionResult
-from ..imaging import heatmap_overlay, make_grid, png_bytes, to_uint8, upscale
+from ..imaging import highlight_region, make_grid, png_bytes, to_uint8, upscale
 from ..trace import Scale
 from ._base import ViewBase, css
 
@@ -143,9 +143,9 @@ class UnitSwitchboard(ViewBase):
 class WhereCanItGo(ViewBase):
     """Switch a concept's units on at every location of the feature map in turn and show where it appears.
 
-    The overlay is bright where the segmenter found the concept added in that location's patch; the line below
-    gives the success rate per context (what the patch showed before), the generator's sense of where the
-    concept belongs.
+    The right image keeps the blocks where switching the units on made the segmenter find the concept (the rest is
+    dimmed); the line below gives the success rate per context (what the patch showed before): the generator's
+    sense of where the concept belongs.
     """
 
     def __init__(self, generator: torch.nn.Module, layer: str, segmenter: Callable[[torch.Tensor], Any],
@@ -181,14 +181,15 @@ class WhereCanItGo(ViewBase):
         z = torch.randn(1, self.z_dim, generator=torch.Generator().manual_seed(seed))
         m = self.probe.insertion_map(concept, z, n_units=self.n_units, q=self.q, cells=self.cells)
         image = to_uint8(self.probe.generate(z)[0].float().cpu(), self.output_range)
-        hit = m.success(self.min_pixels)[0].astype(np.float32)
-        heat = np.zeros(self.probe.result.activation_size, np.float32)  # a hit lights the block it was tried in
+        hit = m.success(self.min_pixels)[0]
+        area = np.zeros(self.probe.result.activation_size, bool)  # a hit marks the block it was tried in
         for i, j in zip(*np.nonzero(hit)):
-            heat[i:i + self.cells, j:j + self.cells] = 1.0
+            area[i:i + self.cells, j:j + self.cells] = True
+        big = upscale(image, self.zoom)
+        mask = np.kron(area, np.ones((big.shape[0] // area.shape[0], big.shape[1] // area.shape[1]), bool))
         self.map = m
-        self.view = np.concatenate([upscale(image, self.zoom), np.full((image.shape[0] * self.zoom, 8, 3), 255,
-                                                                      np.uint8),
-                                    upscale(heatmap_overlay(image, heat, alpha=0.45), self.zoom)], axis=1)
+        gap = np.full((big.shape[0], 8, 3), 255, np.uint8)
+        self.view = np.concatenate([big, gap, highlight_region(big, mask, dim=0.35)], axis=1)
         self.picture.value = png_bytes(self.view)
         names = self.probe.concept_names
         rates = []

@@ -346,7 +346,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--export-to", default=None, help="write weights to this folder instead of the package's")
     p.add_argument("--export-only", action="store_true",
                    help="gan: export the latest checkpoint's EMA generator without training further")
-    p.add_argument("--d-lr-ratio", type=float, default=2.0, help="gan: discriminator lr / generator lr")
+    p.add_argument("--d-lr-ratio", type=float, default=1.0,
+                   help="gan: discriminator lr / generator lr (the first shipped GAN used 2)")
     p.add_argument("--keep", action="store_true", help="gan: keep a snapshot step_NNNNNN.pt of every checkpoint")
     args = p.parse_args(argv)
     for k, v in DEFAULTS[args.model].items():

@@ -97,12 +97,14 @@ def test_app_paints_undoes_resets_and_removes(app, segmenter, shots):
     page.locator(".ganviz-reset").click()
     assert np.array_equal(wait_canvas_settled(canvas, painted), original)
 
-    # remove mode over the biggest tree region erases trees there
+    # remove mode, scribbled over the trees (back and forth across the rows they cover), erases them there
     ys, xs = np.nonzero(labels == tree)
     assert len(ys) > 40, "the app's first sample should show trees"
-    y0 = int(np.median(ys))
-    span = xs[np.abs(ys - y0) <= 2]
-    stroke = [(float(span.min()), y0), (float(span.max()), y0)]
+    stroke = []
+    for k, y in enumerate(np.percentile(ys, [20, 50, 80]).round().astype(int)):
+        span = xs[np.abs(ys - y) <= 2]
+        ends = [(float(span.min()), int(y)), (float(span.max()), int(y))]
+        stroke += ends if k % 2 == 0 else ends[::-1]
     region = cells(brush_mask(stroke, BRUSH, (64, 64)))
     click(page, "remove")
     click(page, "high")
