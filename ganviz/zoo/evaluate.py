@@ -89,10 +89,9 @@ def evaluate_segmenter(segmenter: nn.Module, n: int = 1000, seed: int = EVAL_SEE
 
 def concept_areas(labels: torch.Tensor) -> torch.Tensor:
     """Per-image area fraction of every concept: (N, K)."""
-    n = labels.shape[0]
-    flat = labels.reshape(n, -1)
-    counts = torch.zeros(n, len(CONCEPTS)).scatter_add_(1, flat, torch.ones_like(flat, dtype=torch.float))
-    return counts / flat.shape[1]
+    from ..omission import label_statistics
+
+    return torch.from_numpy(label_statistics(labels, CONCEPTS).per_image)
 
 
 def evaluate_generator(generator: nn.Module, classifier: nn.Module, segmenter: nn.Module, n: int = 1000,
