@@ -154,3 +154,19 @@ class OmissionReport:
 def compare(generated: ConceptStats, real: ConceptStats) -> OmissionReport:
     """The :class:`OmissionReport` of two sets of statistics over the same concepts."""
     return OmissionReport(generated, real)
+
+
+@torch.no_grad()
+def missing_concepts(segmenter: Callable[[Tensor], Any], target: Tensor, reconstruction: Tensor,
+                     concept_names: Sequence[str], min_pixels: int = MIN_PIXELS, keep: float = 0.5) -> List[str]:
+    """Concepts the segmenter finds in ``target`` (>= ``min_pixels``) of which the reconstruction keeps less than
+    ``keep`` of the pixels: what the generator could not reproduce in this image (instance-level omission)."""
+    pair = torch.cat([torch.as_tensor(target).reshape(1, *target.shape[-3:]),
+                      torch.as_tensor(reconstruction).reshape(1, *reconstruction.shape[-3:])])
+    dev = model_device(segmenter) if isinstance(segmenter, nn.Module) else torch.device("cpu")
+    labels = _segment(segmenter, pair.to(dev))[0].cpu()
+    stats = label_statistics(labels, concept_names, min_pixels=1)
+    before, after = stats.per_image[0], stats.per_image[1]
+    pixels = labels[0].numel()
+    return [c for k, c in enumerate(concept_names)
+            if before[k] * pixels >= min_pixels and after[k] < keep * before[k]]

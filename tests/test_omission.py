@@ -52,3 +52,21 @@ def test_the_bundled_gan_under_produces_small_building_parts():
     assert {"roof", "door"} <= set(report.under_produced(threshold=0.35)), report.relative_area()
     assert report.generated.n == report.real.n == 400
     assert abs(report.relative_area()["sky"]) < 0.2   # the big concepts match
+
+
+def test_missing_concepts_names_what_the_reconstruction_lost():
+    from ganviz.omission import missing_concepts
+
+    def seg(images):                      # red channel > 0: door (2), green > 0: grass (1), else sky (0)
+        labels = torch.zeros(images.shape[0], *images.shape[2:], dtype=torch.long)
+        labels[images[:, 1] > 0] = 1
+        labels[images[:, 0] > 0] = 2
+        return labels
+
+    target = -torch.ones(3, 8, 8)
+    target[1, 4:] = 1                     # grass in the bottom half
+    target[0, 2:4, 2:4] = 1               # a 4-pixel door
+    recon = target.clone()
+    recon[0] = -1                         # the reconstruction lost the door, kept the grass
+    assert missing_concepts(seg, target, recon, NAMES) == ["door"]
+    assert missing_concepts(seg, target, target, NAMES) == []
