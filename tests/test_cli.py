@@ -133,3 +133,13 @@ def test_paint_app_widget_builds_on_the_bundled_gan():
     app = paint_app(seed=2)
     assert app.canvas.painter.layer == "layer4" and "tree" in app.canvas.concept.options
     assert app.canvas.image.shape == (64, 64, 3)
+
+
+def test_app_extra_installs_what_voila_needs_to_run_the_app():
+    """A fresh venv with only ``.[app]`` must serve the app: Voila needs a Python kernel (ipykernel)."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+    app = cfg["options.extras_require"]["app"].split()
+    assert any(r.startswith("voila") for r in app) and any(r.startswith("ipykernel") for r in app), app
