@@ -69,6 +69,17 @@ def heatmap_overlay(image: np.ndarray, heat: np.ndarray | torch.Tensor, alpha: f
     return (image * (1 - alpha) + colored * alpha).round().astype(np.uint8)
 
 
+def diff_heatmap(a: np.ndarray, b: np.ndarray, vmax: float = 64.0, cmap: str = "inferno") -> np.ndarray:
+    """Per-pixel difference of two (H,W,3) uint8 images (mean over channels) as an RGB heatmap; ``vmax`` grey
+    levels and more are the hottest colour, so equal images are black."""
+    from matplotlib import colormaps
+
+    if a.shape != b.shape:
+        raise ValueError(f"images differ in shape: {a.shape} vs {b.shape}")
+    d = np.abs(a.astype(np.float32) - b.astype(np.float32)).mean(-1) / vmax
+    return (colormaps[cmap](np.clip(d, 0, 1))[..., :3] * 255).round().astype(np.uint8)
+
+
 def highlight_region(image: np.ndarray, mask: np.ndarray, dim: float = 0.25,
                      outline: tuple[int, int, int] = (255, 255, 0)) -> np.ndarray:
     """Network-Dissection style: keep the pixels inside ``mask``, dim the rest, outline the region."""
@@ -86,12 +97,18 @@ MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000
 
 
-def load_image(data: bytes, size: int | None = None, max_bytes: int = MAX_UPLOAD_BYTES,
-               max_pixels: int = MAX_UPLOAD_PIXELS) -> np.ndarray:
-    """Decode an uploaded image to (H,W,3) uint8, centre-cropped to a square and resized to ``size``.
+MIN_UPLOAD_SIDE = 16
 
-    Refuses files over ``max_bytes``, images over ``max_pixels`` (decompression bombs) and anything Pillow cannot
-    read, with an error that says what was expected.  Grayscale, palette, RGBA and 16-bit images are converted.
+
+def load_photo(data: bytes, size: int | None = None, max_bytes: int = MAX_UPLOAD_BYTES,
+               max_pixels: int = MAX_UPLOAD_PIXELS, min_side: int = MIN_UPLOAD_SIDE) -> tuple[np.ndarray, str]:
+    """Decode an uploaded image to (H,W,3) uint8, centre-cropped to a square and resized to ``size``; also return a
+    note of what was converted (e.g. "16-bit grayscale -> 8-bit RGB; centre-cropped 300x200 to 200x200").
+
+    Refuses empty files, files over ``max_bytes``, images over ``max_pixels`` (decompression bombs: refused from
+    the header, before decoding), images with a side under ``min_side``, truncated files and anything Pillow
+    cannot read, with a ``ValueError`` that says what was expected.  Grayscale, palette, RGBA (composited on
+    white), CMYK and 16-bit images are converted.
     """
     if len(data) == 0:
         raise ValueError("the uploaded file is empty; expected a PNG or JPEG image")
@@ -100,28 +117,53 @@ def load_image(data: bytes, size: int | None = None, max_bytes: int = MAX_UPLOAD
                          "accepted")
     from PIL import UnidentifiedImageError
 
+    notes: list[str] = []
+    fmt = "image"
     try:
         with Image.open(io.BytesIO(data)) as img:
             w, h = img.size
             if w * h > max_pixels:
                 raise ValueError(f"the image has {w}x{h} pixels; at most {max_pixels:,} pixels are accepted")
+            if min(w, h) < min_side:
+                raise ValueError(f"the image is {w}x{h} pixels; expected at least {min_side}x{min_side}")
+            fmt = img.format or "image"
             img.load()
             if img.mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.asarray(img, np.float64)
                 img = Image.fromarray((arr / max(arr.max(), 1) * 255).astype(np.uint8))
-            if img.mode in ("RGBA", "LA", "P"):
+                notes.append("16-bit grayscale scaled to 8-bit RGB")
+            elif img.mode in ("RGBA", "LA", "P", "PA"):
                 img = img.convert("RGBA")
                 background = Image.new("RGBA", img.size, (255, 255, 255, 255))
                 img = Image.alpha_composite(background, img)
+                notes.append("transparency composited on white")
+            elif img.mode == "CMYK":
+                notes.append("CMYK converted to RGB")
+            elif img.mode in ("L", "1"):
+                notes.append("grayscale converted to RGB")
+            elif img.mode not in ("RGB",):
+                notes.append(f"{img.mode} converted to RGB")
             img = img.convert("RGB")
     except UnidentifiedImageError:
         raise ValueError("the file is not an image Pillow can read; expected a PNG or JPEG image") from None
     except Image.DecompressionBombError as err:
         raise ValueError(f"the image is too large to decode safely; at most {max_pixels:,} pixels are accepted "
                          f"({err})") from None
+    except (OSError, SyntaxError, EOFError) as err:  # truncated or corrupt data inside a valid header
+        raise ValueError(f"the {fmt} file is truncated or corrupt ({err}); "
+                         "expected a complete PNG or JPEG image") from None
     side = min(img.size)
+    if img.width != img.height:
+        notes.append(f"centre-cropped {img.width}x{img.height} to {side}x{side}")
     left, top = (img.width - side) // 2, (img.height - side) // 2
     img = img.crop((left, top, left + side, top + side))
-    if size is not None:
+    if size is not None and side != size:
         img = img.resize((size, size), Image.LANCZOS)
-    return np.asarray(img, np.uint8).copy()
+        notes.append(f"resized to {size}x{size}")
+    return np.asarray(img, np.uint8).copy(), "; ".join(notes)
+
+
+def load_image(data: bytes, size: int | None = None, max_bytes: int = MAX_UPLOAD_BYTES,
+               max_pixels: int = MAX_UPLOAD_PIXELS, min_side: int = MIN_UPLOAD_SIDE) -> np.ndarray:
+    """Decode an uploaded image like :func:`load_photo`, without the note."""
+    return load_photo(data, size, max_bytes, max_pixels, min_side)[0]

@@ -1,23 +1,27 @@
-"""Per-image GAN inversion by optimisation: find a latent (and optionally a layer's features) that reproduce an image.
+"""GAN inversion: find a latent (and a layer's features, and a slightly tuned generator) that reproduce an image.
 
-``invert`` first optimises ``z`` against a pixel loss (plus an optional feature loss), then, when ``layer`` is
-given, the layer's whole feature map as free parameters, with the generator frozen: the intermediate layer has
-far more degrees of freedom than ``z``, so the reconstruction gets closer, and unit edits at that layer (GAN Paint)
-still apply to the result.  The best state so far is kept; ``stop()`` returning True or a KeyboardInterrupt ends
-the optimisation early and returns it.
+``invert`` starts from an encoder's guess (or a random latent), optimises ``z`` against a pixel loss (plus an
+optional feature loss), then, when ``layer`` is given, the layer's whole feature map as free parameters with the
+generator frozen: the layer has far more degrees of freedom than ``z``, so the reconstruction gets closer, and
+unit edits at that layer (GAN Paint) still apply to it.  ``finetune`` then changes the later layers of a copy of
+the generator a little (regularised towards the original) until the reconstruction is near exact.  Each keeps
+the best state so far; ``stop()`` returning True or a KeyboardInterrupt ends it early and returns that.
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .causal import model_device
-from .trace import Replace, Trace, get_module
+from .imaging import from_uint8
+from .trace import Compose, Edit, Replace, Trace, get_module
 
 
 def psnr(a: Tensor, b: Tensor, data_range: float = 2.0) -> float:
@@ -28,7 +32,11 @@ def psnr(a: Tensor, b: Tensor, data_range: float = 2.0) -> float:
 
 @dataclass
 class InversionResult:
-    """The best latent (and features) found, the image they make, and the loss history."""
+    """The best latent (and features, and fine-tuned generator) found, the image they make, and the loss history.
+
+    ``generator`` is the fine-tuned copy made by :func:`finetune` (None: the original generator reproduces
+    ``image`` from ``z`` and ``features``); ``target`` is the image that was inverted.
+    """
 
     z: Tensor
     image: Tensor
@@ -37,10 +45,34 @@ class InversionResult:
     layer: Optional[str] = None
     features: Optional[Tensor] = None
     interrupted: bool = False
+    generator: Optional[nn.Module] = None
+    target: Optional[Tensor] = None
+    drift: float = 0.0
 
     @property
     def steps(self) -> int:
         return len(self.losses)
+
+    def difference(self) -> Tensor:
+        """Per-pixel mean absolute difference ``(H, W)`` between the reconstruction and the target."""
+        if self.target is None:
+            raise ValueError("this result does not hold its target")
+        return (self.image.float() - self.target.to(self.image.device).float()).abs().mean(1)[0]
+
+
+def reconstruct(generator: nn.Module, result: InversionResult, edit: Optional[Mapping[str, Edit]] = None) -> Tensor:
+    """Regenerate ``result`` (with its fine-tuned generator when it has one), optionally with layer ``edit``s.
+
+    The inverted features replace the layer's output first; an edit at the same layer applies on top of them.
+    """
+    model = result.generator if result.generator is not None else generator
+    edits: Dict[str, Edit] = dict(edit or {})
+    if result.features is not None and result.layer is not None:
+        fixed = result.features
+        base = Replace(lambda _: fixed)
+        edits[result.layer] = Compose(base, edits[result.layer]) if result.layer in edits else base
+    with torch.no_grad(), Trace(model, [], retain_output=False, edit=edits or None) as tr:
+        return tr.run(result.z)
 
 
 def _frozen(model: nn.Module) -> List[bool]:
@@ -50,92 +82,264 @@ def _frozen(model: nn.Module) -> List[bool]:
     return flags
 
 
-def invert(generator: nn.Module, target: Tensor, *, z_init: Optional[Tensor] = None, z_dim: Optional[int] = None,
-           steps: int = 200, lr: float = 0.05, layer: Optional[str] = None, layer_steps: int = 200,
-           layer_lr: float = 0.01, feature_loss: Optional[Callable[[Tensor, Tensor], Tensor]] = None,
-           feature_weight: float = 1.0, seed: int = 0, stop: Optional[Callable[[], bool]] = None,
-           callback: Optional[Callable[[int, float, Tensor], None]] = None) -> InversionResult:
-    """Invert ``generator`` on ``target`` (one image ``(1, C, H, W)`` or ``(C, H, W)`` in the output range).
-
-    ``steps`` Adam steps on ``z`` (from ``z_init``, default a normal draw with ``seed``), then ``layer_steps`` on
-    ``layer``'s features if ``layer`` is given.  The loss is the pixel MSE plus ``feature_weight *
-    feature_loss(image, target)`` when given.  ``callback(step, loss, image)`` sees the progress.
-    """
+def _as_target(generator: nn.Module, target: Tensor) -> Tensor:
     target = torch.as_tensor(target)
     if target.ndim == 3:
         target = target[None]
     if target.ndim != 4 or len(target) != 1:
         raise ValueError(f"invert one image (1, C, H, W), got shape {tuple(target.shape)}")
-    if layer is not None:
-        get_module(generator, layer)
-    dev = model_device(generator)
-    target = target.to(dev).float()
-    if z_init is None:
-        z_dim = int(z_dim if z_dim is not None else getattr(generator, "z_dim", 0))
-        if z_dim <= 0:
-            raise ValueError("pass z_init= or z_dim= (the generator has no z_dim attribute)")
-        z_init = torch.randn(1, z_dim, generator=torch.Generator().manual_seed(seed))
-    z = z_init.detach().clone().to(dev).requires_grad_(True)
-    was_training, flags = generator.training, _frozen(generator)
-    generator.eval()
+    return target.to(model_device(generator)).float()
 
+
+class _Loop:
+    """Adam steps on some parameters, keeping the best state; ``stop()`` or Ctrl+C ends it early."""
+
+    def __init__(self, stop: Optional[Callable[[], bool]], callback: Optional[Callable[[int, float, Tensor], None]]):
+        self.stop, self.callback = stop, callback
+        self.losses: List[float] = []
+        self.best_loss = float("inf")
+        self.interrupted = False
+
+    def run(self, params: List[Tensor], lr: float, steps: int, forward: Callable[[], Tuple[Tensor, Tensor]],
+            keep: Callable[[], None]) -> None:
+        """``forward()`` returns ``(loss, image)``; ``keep()`` snapshots the state that produced the best loss."""
+        if self.interrupted:
+            return
+        opt = torch.optim.Adam(params, lr=lr)
+        try:
+            for _ in range(steps):
+                if self.stop is not None and self.stop():
+                    self.interrupted = True
+                    return
+                loss, image = forward()
+                if not loss.requires_grad:
+                    raise ValueError("the generator's output has no gradient with respect to what is optimised; "
+                                     "inversion needs a differentiable generator")
+                self.losses.append(float(loss.detach()))
+                if self.losses[-1] < self.best_loss:  # the loss belongs to the state before this step's update
+                    self.best_loss = self.losses[-1]
+                    keep()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if self.callback is not None:
+                    self.callback(len(self.losses) - 1, self.losses[-1], image.detach())
+        except KeyboardInterrupt:
+            self.interrupted = True
+
+
+def _loss_fn(target: Tensor, feature_loss: Optional[Callable[[Tensor, Tensor], Tensor]],
+             feature_weight: float) -> Callable[[Tensor], Tensor]:
     def loss_of(image: Tensor) -> Tensor:
         loss = F.mse_loss(image.float(), target)
         if feature_loss is not None:
             loss = loss + feature_weight * feature_loss(image, target)
         return loss
+    return loss_of
 
-    losses: List[float] = []
-    best = {"loss": float("inf"), "z": z.detach().clone(), "features": None}
-    interrupted = False
+
+@torch.no_grad()
+def encode(encoder: nn.Module, image: Tensor) -> Tensor:
+    """The encoder's latent for an image batch ``(N, C, H, W)`` (in the generator's output range)."""
+    was = encoder.training
+    encoder.eval()
     try:
-        opt = torch.optim.Adam([z], lr=lr)
-        for i in range(steps):
-            if stop is not None and stop():
-                interrupted = True
-                break
+        return encoder(image.to(model_device(encoder)).float())
+    finally:
+        encoder.train(was)
+
+
+def invert(generator: nn.Module, target: Tensor, *, encoder: Optional[nn.Module] = None,
+           z_init: Optional[Tensor] = None, z_dim: Optional[int] = None, steps: int = 200, lr: float = 0.05,
+           layer: Optional[str] = None, layer_steps: int = 200, layer_lr: float = 0.01,
+           feature_loss: Optional[Callable[[Tensor, Tensor], Tensor]] = None, feature_weight: float = 1.0,
+           seed: int = 0, stop: Optional[Callable[[], bool]] = None,
+           callback: Optional[Callable[[int, float, Tensor], None]] = None) -> InversionResult:
+    """Invert ``generator`` on ``target`` (one image ``(1, C, H, W)`` or ``(C, H, W)`` in the output range).
+
+    ``steps`` Adam steps on ``z`` (from ``z_init``, else ``encoder(target)``, else a normal draw with ``seed``),
+    then ``layer_steps`` on ``layer``'s features if ``layer`` is given.  The loss is the pixel MSE plus
+    ``feature_weight * feature_loss(image, target)`` when given.  ``callback(step, loss, image)`` sees progress.
+    """
+    target = _as_target(generator, target)
+    if layer is not None:
+        get_module(generator, layer)
+    dev = target.device
+    if z_init is None and encoder is not None:
+        z_init = encode(encoder, target)
+    if z_init is None:
+        z_dim = int(z_dim if z_dim is not None else getattr(generator, "z_dim", 0))
+        if z_dim <= 0:
+            raise ValueError("pass encoder=, z_init= or z_dim= (the generator has no z_dim attribute)")
+        z_init = torch.randn(1, z_dim, generator=torch.Generator().manual_seed(seed))
+    z = z_init.detach().clone().to(dev).reshape(1, -1).requires_grad_(True)
+    was_training, flags = generator.training, _frozen(generator)
+    generator.eval()
+    loss_of = _loss_fn(target, feature_loss, feature_weight)
+    loop = _Loop(stop, callback)
+    best: Dict[str, Optional[Tensor]] = {"z": z.detach().clone(), "features": None}
+    try:
+        def z_step() -> Tuple[Tensor, Tensor]:
             image = generator(z)
-            loss = loss_of(image)
-            losses.append(float(loss.detach()))
-            if losses[-1] < best["loss"]:  # the loss belongs to z before this step's update
-                best.update(loss=losses[-1], z=z.detach().clone())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if callback is not None:
-                callback(i, losses[-1], image.detach())
-        if layer is not None and not interrupted:
-            with torch.no_grad(), Trace(generator, layer) as tr:
+            return loss_of(image), image
+
+        loop.run([z], lr, steps, z_step, lambda: best.update(z=z.detach().clone()))
+        if layer is not None and not loop.interrupted:
+            with torch.no_grad(), Trace(generator, layer, stop=True) as tr:
                 tr.run(best["z"])
                 feats = tr[layer].output.detach().clone().requires_grad_(True)
             best["features"] = feats.detach().clone()
-            opt = torch.optim.Adam([feats], lr=layer_lr)
+            loop.best_loss = float("inf")  # the first layer step re-measures the best z's loss
             with Trace(generator, [], retain_output=False, edit={layer: Replace(lambda _: feats)}) as tr:
-                for i in range(layer_steps):
-                    if stop is not None and stop():
-                        interrupted = True
-                        break
+                def layer_step() -> Tuple[Tensor, Tensor]:
                     image = tr.run(best["z"])
-                    loss = loss_of(image)
-                    losses.append(float(loss.detach()))
-                    if losses[-1] < best["loss"]:
-                        best.update(loss=losses[-1], features=feats.detach().clone())
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    if callback is not None:
-                        callback(steps + i, losses[-1], image.detach())
-    except KeyboardInterrupt:
-        interrupted = True
+                    return loss_of(image), image
+
+                loop.run([feats], layer_lr, layer_steps, layer_step,
+                         lambda: best.update(features=feats.detach().clone()))
     finally:
         for p, flag in zip(generator.parameters(), flags):
             p.requires_grad_(flag)
         generator.train(was_training)
+    result = InversionResult(best["z"], target, 0.0, loop.losses, layer if best["features"] is not None else None,
+                             best["features"], loop.interrupted, target=target)
+    result.image = reconstruct(generator, result).detach()
+    result.psnr = psnr(result.image, target)
+    return result
+
+
+def later_layers(generator: nn.Module, layer: str) -> List[str]:
+    """Names of the generator's top-level children after the one that holds ``layer`` (the layers it feeds)."""
+    get_module(generator, layer)
+    names = [n for n, _ in generator.named_children()]
+    top = layer.split(".")[0]
+    if top not in names:
+        raise ValueError(f"{layer!r} is not inside a top-level child of the generator ({', '.join(names)})")
+    return names[names.index(top) + 1:]
+
+
+def finetune(generator: nn.Module, start: InversionResult, *, target: Optional[Tensor] = None,
+             layers: Optional[Sequence[str]] = None, steps: int = 300, lr: float = 2e-4, reg: float = 0.3,
+             feature_loss: Optional[Callable[[Tensor, Tensor], Tensor]] = None, feature_weight: float = 1.0,
+             stop: Optional[Callable[[], bool]] = None,
+             callback: Optional[Callable[[int, float, Tensor], None]] = None) -> InversionResult:
+    """GAN-Paint-style fine-tuning for one image: a copy of the generator whose ``layers`` (default: every layer
+    after the inverted one) change a little, so that it reproduces ``target`` from ``start``'s latent/features.
+
+    The loss is the pixel loss plus ``reg`` times the squared weight change relative to the weights' size, which
+    keeps the copy close to the original (unit edits at the inverted layer still work).  The original generator
+    is not modified; ``result.generator`` is the tuned copy and ``result.drift`` its relative weight change.
+    """
+    target = _as_target(generator, start.target if target is None else target)
+    if layers is None:
+        if start.layer is None:
+            raise ValueError("pass layers= (names of the generator's layers to fine-tune): the inversion has no "
+                             "layer whose successors could be chosen")
+        layers = later_layers(generator, start.layer)
+    if not layers:
+        raise ValueError("no layers to fine-tune")
+    tuned = copy.deepcopy(generator if start.generator is None else start.generator).eval()
+    for p in tuned.parameters():
+        p.requires_grad_(False)
+    params = [p for name in layers for p in get_module(tuned, name).parameters()]
+    if not params:
+        raise ValueError(f"the layers {list(layers)} have no parameters to fine-tune")
+    for p in params:
+        p.requires_grad_(True)
+    originals = [p.detach().clone() for p in params]
+    norm = sum(float(o.pow(2).sum()) for o in originals) + 1e-12
+    loss_of = _loss_fn(target, feature_loss, feature_weight)
+    loop = _Loop(stop, callback)
+    best = {"state": [p.detach().clone() for p in params]}
+    edits = {} if start.features is None else {start.layer: Replace(lambda _: start.features)}
+
+    def drift() -> Tensor:
+        return sum((p - o).pow(2).sum() for p, o in zip(params, originals)) / norm
+
+    with Trace(tuned, [], retain_output=False, edit=edits or None) as tr:
+        def step() -> Tuple[Tensor, Tensor]:
+            image = tr.run(start.z)
+            return loss_of(image) + reg * drift(), image
+
+        loop.run(params, lr, steps, step, lambda: best.update(state=[p.detach().clone() for p in params]))
     with torch.no_grad():
-        if best["features"] is not None:
-            fixed = best["features"]
-            image = Trace(generator, [], retain_output=False, edit={layer: Replace(lambda _: fixed)}).run(best["z"])
-        else:
-            image = generator(best["z"])
-    return InversionResult(best["z"], image.detach(), psnr(image, target), losses, layer if best["features"] is not None
-                           else None, best["features"], interrupted)
+        for p, b in zip(params, best["state"]):
+            p.copy_(b)
+        moved = float(drift()) ** 0.5
+    for p in tuned.parameters():
+        p.requires_grad_(False)
+    result = InversionResult(start.z, target, 0.0, start.losses + loop.losses, start.layer, start.features,
+                             loop.interrupted, generator=tuned, target=target, drift=moved)
+    result.image = reconstruct(generator, result).detach()
+    result.psnr = psnr(result.image, target)
+    return result
+
+
+@dataclass
+class Inverter:
+    """The whole inversion of one image with fixed settings: encoder guess, latent steps, ``layer`` steps, then
+    ``finetune_steps`` of generator fine-tuning (0: none).  Call it on an ``(H, W, 3)`` uint8 photo (already at
+    the generator's resolution) or a ``(1, C, H, W)`` tensor in ``output_range``; progress goes to ``callback``.
+    """
+
+    generator: nn.Module
+    encoder: Optional[nn.Module] = None
+    layer: Optional[str] = None
+    steps: int = 150
+    layer_steps: int = 150
+    finetune_steps: int = 0
+    lr: float = 0.05
+    layer_lr: float = 0.01
+    output_range: Tuple[float, float] = (-1.0, 1.0)
+    feature_loss: Optional[Callable[[Tensor, Tensor], Tensor]] = None
+    seed: int = 0
+    _resolution: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.layer is not None:
+            get_module(self.generator, self.layer)
+        elif self.finetune_steps > 0:
+            raise ValueError("fine-tuning changes the layers after the inverted one: pass layer= as well")
+        if self.encoder is None and int(getattr(self.generator, "z_dim", 0)) <= 0:
+            raise ValueError("pass encoder= (the generator has no z_dim attribute to draw a starting latent)")
+
+    @property
+    def resolution(self) -> int:
+        """The generator's output side in pixels (measured once with one forward pass)."""
+        if self._resolution == 0:
+            z_dim = int(getattr(self.generator, "z_dim", 0))
+            if z_dim <= 0:
+                raise ValueError("the generator has no z_dim attribute to measure its resolution")
+            with torch.no_grad():
+                out = self.generator(torch.zeros(1, z_dim, device=model_device(self.generator)))
+            self._resolution = int(out.shape[-1])
+        return self._resolution
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps + (self.layer_steps if self.layer is not None else 0) + self.finetune_steps
+
+    def as_target(self, photo: Union[np.ndarray, Tensor]) -> Tensor:
+        """A uint8 ``(H, W, 3)`` photo -> ``(1, 3, H, W)`` in the output range (tensors pass through)."""
+        if isinstance(photo, np.ndarray):
+            if photo.dtype != np.uint8 or photo.ndim != 3 or photo.shape[2] != 3:
+                raise ValueError(f"expected an (H, W, 3) uint8 photo, got {photo.dtype} {photo.shape}")
+            return from_uint8(photo, self.output_range)[None]
+        return torch.as_tensor(photo)
+
+    def __call__(self, photo: Union[np.ndarray, Tensor], *, stop: Optional[Callable[[], bool]] = None,
+                 callback: Optional[Callable[[int, float, Tensor], None]] = None) -> InversionResult:
+        target = self.as_target(photo)
+        result = invert(self.generator, target, encoder=self.encoder, steps=self.steps, lr=self.lr, layer=self.layer,
+                        layer_steps=self.layer_steps, layer_lr=self.layer_lr, feature_loss=self.feature_loss,
+                        seed=self.seed, stop=stop, callback=callback)
+        if self.finetune_steps > 0 and not result.interrupted:
+            offset = result.steps
+
+            def shifted(step: int, loss: float, image: Tensor) -> None:
+                if callback is not None:
+                    callback(offset + step, loss, image)
+
+            result = finetune(self.generator, result, steps=self.finetune_steps, feature_loss=self.feature_loss,
+                              stop=stop, callback=shifted)
+        return result

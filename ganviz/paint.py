@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from .causal import model_device
 from .dissect import DissectionResult
 from .imaging import to_uint8
+from .inversion import InversionResult, reconstruct
 from .trace import Compose, SetLevel, Trace, get_module
 
 STRENGTHS: Dict[str, int] = {"low": 4, "med": 10, "high": 15}
@@ -86,6 +87,7 @@ class Painter:
         self.strokes: List[Stroke] = []
         self._redo: List[Stroke] = []
         self.z = self._check_z(z)
+        self.inversion: Optional[InversionResult] = None
         self._original: Optional[np.ndarray] = None
 
     # -- concepts and units -------------------------------------------------------------------------------------
@@ -120,9 +122,21 @@ class Painter:
     def set_latent(self, z: Tensor) -> None:
         """Start over on a new latent (strokes are cleared)."""
         self.z = self._check_z(z)
+        self.inversion = None
         self.strokes.clear()
         self._redo.clear()
         self._original = None
+
+    def set_inversion(self, result: InversionResult) -> None:
+        """Paint on an inverted image (its latent, layer features and fine-tuned generator); strokes are cleared.
+
+        The inversion's features must be of this painter's layer (or absent), so that strokes edit them.
+        """
+        if result.layer is not None and result.layer != self.layer:
+            raise ValueError(f"the inversion optimised {result.layer!r}; this painter paints {self.layer!r}: invert "
+                             f"with layer={self.layer!r}")
+        self.set_latent(result.z)
+        self.inversion = result
 
     # -- strokes ------------------------------------------------------------------------------------------------
     def add(self, stroke: Stroke) -> None:
@@ -173,6 +187,8 @@ class Painter:
     def generate(self, strokes: Optional[Sequence[Stroke]] = None) -> Tensor:
         """The generator's raw output for the current latent with ``strokes`` applied."""
         edit = self.edit(strokes)
+        if self.inversion is not None:
+            return reconstruct(self.generator, self.inversion, None if edit is None else {self.layer: edit})
         with Trace(self.generator, [], retain_output=False,
                    edit=None if edit is None else {self.layer: edit}) as tr:
             return tr.run(self.z)

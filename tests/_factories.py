@@ -37,14 +37,20 @@ class _Layout(torch.nn.Module):
         return f
 
 
+def _step(x: torch.Tensor, threshold: float) -> torch.Tensor:
+    """``x > threshold`` as 0/1 values, with a sigmoid's gradient (straight through), so inversion can run."""
+    soft = torch.sigmoid((x - threshold) * 4)
+    return (x > threshold).float() + soft - soft.detach()
+
+
 class _Paint(torch.nn.Module):
     """Feature map -> 32x32 image in [-1, 1]: red = door where there is wall, green = wall, blue = sky."""
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         f = torch.nn.functional.interpolate(f, scale_factor=4, mode="nearest")
-        wall = (f[:, 1:2] > 0.5).float()
-        red = (f[:, 0:1] > 1.0).float() * wall
-        rgb = torch.cat([red, wall * (1 - red), (f[:, 2:3] > 0.5).float()], 1)
+        wall = _step(f[:, 1:2], 0.5)
+        red = _step(f[:, 0:1], 1.0) * wall
+        rgb = torch.cat([red, wall * (1 - red), _step(f[:, 2:3], 0.5)], 1)
         return rgb * 2 - 1
 
 

@@ -1,13 +1,16 @@
 """Image conversions and the upload path: formats converted, bad files refused with clear messages."""
 import io
+import re
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from ganviz.imaging import (colorize_labels, from_uint8, heatmap_overlay, highlight_region, load_image, make_grid,
-                            to_uint8)
+from ganviz.imaging import (colorize_labels, diff_heatmap, from_uint8, heatmap_overlay, highlight_region, load_image,
+                            load_photo, make_grid, to_uint8)
+
+from _uploads import converted, refused
 
 
 def _png(arr, mode=None):
@@ -48,6 +51,22 @@ def test_bad_uploads_are_refused_with_what_was_expected():
         load_image(b"x" * 2000, max_bytes=1000)
 
 
+@pytest.mark.parametrize("name", list(refused()))
+def test_documented_bad_uploads_are_refused(name):
+    data, message = refused()[name]
+    with pytest.raises(ValueError, match=message):
+        load_photo(data, size=64)
+
+
+@pytest.mark.parametrize("name", list(converted()))
+def test_documented_odd_uploads_are_converted_and_say_so(name):
+    data, note = converted()[name]
+    image, said = load_photo(data, size=64)
+    assert image.shape == (64, 64, 3) and image.dtype == np.uint8 and re.search(note, said)
+    if name == "CMYK JPEG":  # (0, 255, 0, 0) in CMYK is magenta
+        assert image[32, 32, 0] > 200 and image[32, 32, 1] < 60 and image[32, 32, 2] > 200
+
+
 def test_decompression_bomb_header_is_refused_before_decoding():
     # a tiny PNG claiming 30000 x 30000 pixels: refused from the header alone
     buf = io.BytesIO()
@@ -67,3 +86,13 @@ def test_overlays_and_grids():
     grid = make_grid(np.zeros((5, 4, 4, 3), np.uint8), cols=2, pad=1)
     assert grid.shape == (3 * 5 + 1, 2 * 5 + 1, 3)
     assert colorize_labels(np.array([[0, 15]])).shape == (1, 2, 3)
+
+
+def test_diff_heatmap_is_black_where_equal_and_hot_where_different():
+    a = np.zeros((4, 4, 3), np.uint8)
+    b = a.copy()
+    b[0, 0] = 255
+    heat = diff_heatmap(a, b)
+    assert heat.shape == (4, 4, 3) and heat[1:, 1:].max() <= 5 and heat[0, 0].sum() > 400
+    with pytest.raises(ValueError, match="shape"):
+        diff_heatmap(a, b[:2])

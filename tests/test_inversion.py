@@ -4,8 +4,8 @@ import torch
 from torch import nn
 
 import ganviz
-from ganviz.inversion import invert, psnr
-from ganviz.trace import LayerNotFoundError, count_hooks
+from ganviz.inversion import Inverter, finetune, invert, psnr, reconstruct
+from ganviz.trace import Ablate, LayerNotFoundError, count_hooks
 
 
 class Tiny(nn.Sequential):
@@ -79,3 +79,65 @@ def test_generated_images_invert_far_better_than_rendered_scenes():
     real_psnr = [invert(generator, real[i], seed=100 + i, **kw).psnr for i in range(3)]
     mean_fake, mean_real = sum(fake_psnr) / 3, sum(real_psnr) / 3
     assert mean_fake >= 30 and mean_fake >= mean_real + 5, (fake_psnr, real_psnr)
+
+
+def test_finetune_makes_a_close_copy_that_reconstructs_better_and_leaves_the_original_alone():
+    g = Tiny()
+    target = torch.rand(1, 3, 4, 4) * 1.6 - 0.8
+    start = invert(g, target, steps=40, lr=0.1, layer="unflat", layer_steps=20, layer_lr=0.05)
+    before = [p.detach().clone() for p in g.parameters()]
+    tuned = finetune(g, start, steps=150, lr=1e-2, reg=0.01)
+    assert tuned.generator is not None and tuned.generator is not g and tuned.psnr > start.psnr + 1
+    assert 0 < tuned.drift < 1 and tuned.steps == start.steps + 150
+    assert all(torch.equal(a, b) for a, b in zip(before, g.parameters()))  # the original is untouched
+    assert torch.equal(tuned.generator.layer1.weight, g.layer1.weight)    # only layers after "unflat" change
+    assert not torch.equal(tuned.generator.layer2.weight, g.layer2.weight)
+    assert reconstruct(g, tuned).sub(tuned.image).abs().max() < 1e-6
+    stiff = finetune(g, start, steps=150, lr=1e-2, reg=100.0)
+    assert stiff.drift < tuned.drift  # the regulariser holds the copy closer to the original
+    with pytest.raises(ValueError, match="layers="):
+        finetune(g, invert(g, target, steps=2))
+    assert count_hooks(g) == 0 and count_hooks(tuned.generator) == 0
+
+
+def test_reconstruct_applies_edits_on_top_of_the_inverted_features():
+    g = Tiny()
+    result = invert(g, g(torch.randn(1, 4)).detach(), steps=5, layer="unflat", layer_steps=5)
+    edited = reconstruct(g, result, {"unflat": Ablate(list(range(8)))})
+    assert torch.allclose(edited, torch.tanh(g.layer2.bias).view(1, 3, 1, 1).expand_as(edited), atol=1e-6)
+    assert not torch.allclose(edited, result.image)
+    assert result.difference().shape == (4, 4)
+
+
+def test_inverter_runs_every_phase_on_a_uint8_photo_and_refuses_bad_settings():
+    g = Tiny()
+    seen = []
+    inv = Inverter(g, layer="unflat", steps=3, layer_steps=4, finetune_steps=5)
+    assert inv.total_steps == 12 and inv.resolution == 4
+    photo = (torch.rand(4, 4, 3) * 255).byte().numpy()
+    result = inv(photo, callback=lambda step, loss, image: seen.append(step))
+    assert seen == list(range(12)) and result.generator is not None and result.target.shape == (1, 3, 4, 4)
+    with pytest.raises(ValueError, match="uint8"):
+        inv(photo.astype(float))
+    with pytest.raises(ValueError, match="layer="):
+        Inverter(g, finetune_steps=10)
+    with pytest.raises(ValueError, match="differentiable"):
+        invert(nn.Sequential(Tiny(), _NoGrad()), torch.zeros(1, 3, 4, 4), z_dim=4)
+
+
+class _NoGrad(nn.Module):
+    def forward(self, x):
+        return (x > 0).float()
+
+
+def test_encoder_gives_the_starting_latent():
+    g = Tiny()
+    z = torch.randn(1, 4)
+    target = g(z).detach()
+
+    class Oracle(nn.Module):  # an "encoder" that knows the answer
+        def forward(self, x):
+            return z.clone()
+
+    result = invert(g, target, encoder=Oracle(), steps=1)
+    assert result.psnr > 60 and torch.allclose(result.z, z)

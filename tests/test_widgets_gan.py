@@ -1,5 +1,6 @@
 """GAN widgets driven the way the front end drives them (canvas mouse events, buttons, uploads)."""
 import io
+import re
 from datetime import datetime
 
 import numpy as np
@@ -8,10 +9,12 @@ import torch
 from PIL import Image
 
 import ganviz
+from ganviz.inversion import Inverter
 from ganviz.trace import count_hooks
 from ganviz.widgets import PaintCanvas, UnitSwitchboard, WhereCanItGo
 
 from _factories import SceneGenerator, scene_dissection, scene_segmenter
+from _uploads import refused
 
 SCALE = 4
 
@@ -113,17 +116,21 @@ def _upload(view, data, name="photo.png"):
 
 
 def test_uploads_get_clear_messages_and_a_handler_inverts(canvas, gen, result):
-    _upload(canvas, b"not an image", "notes.txt")
-    assert "not an image" in canvas.status.value and isinstance(canvas.last_error, ValueError)
+    for name, (data, message) in refused().items():  # the documented list of bad uploads
+        _upload(canvas, data, name)
+        assert isinstance(canvas.last_error, ValueError) and re.search(message, canvas.status.value), name
     photo = _png(np.full((40, 50, 3), 128, np.uint8))
     _upload(canvas, photo)
     assert "needs GAN inversion" in canvas.status.value
-    seen = []
+    with pytest.raises(ValueError, match="layer"):
+        PaintCanvas(gen, "layer1", result, inverter=Inverter(gen, layer="output"))
     view = PaintCanvas(gen, "layer1", result, scale=SCALE, background=False,
-                       on_upload=lambda img: seen.append(img.shape) or torch.tensor([[2.0, 0.0, 0.0]]))
+                       inverter=Inverter(gen, layer="layer1", steps=5, layer_steps=20))
     _upload(view, photo)
     view.wait()
-    assert seen == [(32, 32, 3)] and view.image[..., 0].max() == 255 and view.last_error is None
+    assert view.last_error is None and "reconstructed at PSNR" in view.status.value
+    assert view.photo.shape == (32, 32, 3) and view.painter.inversion.layer == "layer1"
+    assert np.array_equal(view.image, view.painter.original()) and view.render().shape[1] > 3 * 32 * 4
 
 
 def test_new_sample_and_save(canvas, tmp_path):

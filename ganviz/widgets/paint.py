@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import ipywidgets as W
 import numpy as np
@@ -10,7 +10,8 @@ import torch
 from ipycanvas import Canvas
 
 from ..dissect import DissectionResult
-from ..imaging import load_image, upscale
+from ..imaging import load_photo, upscale
+from ..inversion import InversionResult, Inverter
 from ..paint import STRENGTHS, Painter, Stroke, brush_mask
 from ..toyworld import LABEL_COLORS
 from ._base import ViewBase, css
@@ -37,23 +38,27 @@ class PaintCanvas(ViewBase):
 
     ``result`` is a dissection of ``layer`` of ``generator``; the palette holds the concepts some unit is labelled
     with (or ``concepts``).  Strength low/med/high uses the top 4/10/15 units of the concept (``strengths``);
-    the brush radius is in image pixels.  ``on_upload(image_uint8) -> latent`` handles uploaded photos (GAN
-    inversion); without it an upload gets a message.  Methods ``stroke``, ``undo``, ``reset`` and ``new_sample``
-    do from Python what the buttons and the mouse do.
+    the brush radius is in image pixels.  ``inverter`` (a :class:`ganviz.inversion.Inverter` with the same
+    ``layer``) reconstructs uploaded photos (inversion, then generator fine-tuning) so that they can be painted;
+    without it an upload gets a message.  Methods ``stroke``, ``undo``, ``reset``, ``new_sample`` and
+    ``paint_photo`` do from Python what the buttons and the mouse do.
     """
 
     def __init__(self, generator: torch.nn.Module, layer: str, result: DissectionResult, *, seed: int = 0,
                  z_dim: int | None = None, scale: int = 6, brush: int = 4, q: float = 0.99,
                  strengths: Mapping[str, int] | None = None, ranking: Mapping[str, Sequence[int]] | None = None,
                  concepts: Sequence[str] | None = None, output_range: tuple[float, float] = (-1.0, 1.0),
-                 on_upload: Callable[[np.ndarray], torch.Tensor] | None = None, background: bool = True):
+                 inverter: Inverter | None = None, background: bool = True):
         super().__init__(background)
         self.z_dim = int(z_dim if z_dim is not None else getattr(generator, "z_dim", 0))
         if self.z_dim <= 0:
             raise ValueError("pass z_dim= (the generator has no z_dim attribute)")
         self.painter = Painter(generator, layer, result, self._latent(seed), q=q, strengths=strengths,
                                ranking=ranking, output_range=output_range)
-        self.scale, self.on_upload = int(scale), on_upload
+        if inverter is not None and inverter.layer != layer:
+            raise ValueError(f"the inverter optimises {inverter.layer!r}; strokes edit {layer!r}: invert with "
+                             f"layer={layer!r} so painting applies to the reconstruction")
+        self.scale, self.inverter = int(scale), inverter
         palette = list(concepts) if concepts is not None else self._palette()
         if not palette:
             raise ValueError(f"no concept has a labelled unit in {layer!r}; pass concepts=[...] to paint anyway")
@@ -87,6 +92,7 @@ class PaintCanvas(ViewBase):
             self.new_button, "new-sample", self.upload, "paint-upload")
         self._points: list[tuple[float, float]] | None = None
         self._gen_seconds = 0.0
+        self.photo: np.ndarray | None = None  # the uploaded photo being painted (None: a generated sample)
         self.image = self.painter.original()
         self.canvas.on_mouse_down(self.guard(self._down))
         self.canvas.on_mouse_move(self.guard(self._move))
@@ -114,6 +120,9 @@ class PaintCanvas(ViewBase):
 
     def _summary(self) -> str:
         n = len(self.painter.strokes)
+        if self.photo is not None:
+            return f"{n} stroke{'s' if n != 1 else ''} on the uploaded photo" if n else \
+                "the uploaded photo: choose a concept and drag on it"
         return f"{n} stroke{'s' if n != 1 else ''} on seed {self.seed.value}" if n else \
             f"seed {self.seed.value}: choose a concept and drag on the image"
 
@@ -160,6 +169,7 @@ class PaintCanvas(ViewBase):
 
     def new_sample(self, seed: int) -> None:
         """Paint on a new generated sample (strokes are cleared)."""
+        self.photo = None
         self.seed.value = int(seed)
         self.painter.set_latent(self._latent(seed))
         self.refresh()
@@ -170,15 +180,35 @@ class PaintCanvas(ViewBase):
             return
         item = files[0]
         h, w = self.painter.image_size
-        photo = load_image(bytes(item["content"]), size=h)  # clear errors for files that are no usable image
-        if self.on_upload is None:
-            self.say(f"{item.get('name', 'the photo')} is a valid {h}x{w} image, but painting on a photo needs "
-                     "GAN inversion, which this canvas was not given (on_upload=...); paint on generated "
-                     "samples for now")
+        photo, note = load_photo(bytes(item["content"]), size=h)  # clear errors for files that are no usable image
+        name = item.get("name", "the photo")
+        if self.inverter is None:
+            self.say(f"{name} is a valid {h}x{w} image, but painting on a photo needs GAN inversion, which this "
+                     "canvas was not given (inverter=...); paint on generated samples for now")
             return
-        self.say(f"inverting {item.get('name', 'the photo')} ...")
-        self.painter.set_latent(self.on_upload(photo))
-        self.refresh()
+        self.say(f"{name}: {note or 'loaded'}; reconstructing it with the generator ...")
+        self.compute(self.paint_photo, photo, name)
+
+    def paint_photo(self, photo: np.ndarray, name: str = "the photo") -> InversionResult:
+        """Reconstruct an ``(H, W, 3)`` uint8 photo (inversion + fine-tuning) and paint on the reconstruction."""
+        if self.inverter is None:
+            raise ValueError("this canvas has no inverter (pass inverter=...)")
+        total = self.inverter.total_steps
+        last = [0.0]
+
+        def progress(step: int, loss: float, image: torch.Tensor) -> None:
+            if time.perf_counter() - last[0] > 0.5:
+                last[0] = time.perf_counter()
+                self.say(f"reconstructing {name}: step {step + 1} of {total}, loss {loss:.4f}")
+
+        result = self.inverter(photo, callback=progress)
+        self.painter.set_inversion(result)
+        self.photo = photo
+        self._regenerate([])
+        self.say(f"{name} reconstructed at PSNR {result.psnr:.1f} dB"
+                 + (" (generator fine-tuned)" if result.generator is not None else "")
+                 + ": choose a concept and drag on it")
+        return result
 
     # -- mouse --------------------------------------------------------------------------------------------------
     def _to_image(self, x: float, y: float) -> tuple[float, float]:
@@ -213,6 +243,8 @@ class PaintCanvas(ViewBase):
 
     # -- output -------------------------------------------------------------------------------------------------
     def render(self) -> np.ndarray:
-        """The original and the painted image side by side, enlarged."""
+        """The original (for a photo: the photo and its reconstruction) and the painted image, enlarged."""
         gap = np.full((self.image.shape[0] * 4, 8, 3), 255, np.uint8)
-        return np.concatenate([upscale(self.painter.original(), 4), gap, upscale(self.image, 4)], axis=1)
+        panels = ([self.photo] if self.photo is not None else []) + [self.painter.original(), self.image]
+        parts = [p for x in panels for p in (upscale(x, 4), gap)][:-1]
+        return np.concatenate(parts, axis=1)

@@ -77,6 +77,27 @@ class ToyGenerator(nn.Module):
         return x
 
 
+class ToyEncoder(nn.Module):
+    """Inverts :class:`ToyGenerator` in two parts, as the generator is built: ``features`` maps a 64x64 image to
+    ``layer4``'s 256x8x8 feature map, ``latent`` maps that feature map to ``z``; ``forward`` is their composition.
+    """
+
+    def __init__(self, z_dim: int = 128, widths: tuple[int, ...] = (32, 64, 128, 256), feature_channels: int = 256):
+        super().__init__()
+        layers: list[nn.Module] = [_conv_bn_relu(3, widths[0])]
+        for a, b in zip(widths[:-1], widths[1:]):  # 64 -> 32 -> 16 -> 8
+            layers += [nn.Conv2d(a, b, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True),
+                       _conv_bn_relu(b, b)]
+        layers += [nn.Conv2d(widths[-1], feature_channels, 1), nn.ReLU()]  # layer4 features are post-ReLU
+        self.features = nn.Sequential(*layers)
+        self.latent = nn.Sequential(
+            _conv_bn_relu(feature_channels, 256), nn.Conv2d(256, 256, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(256), nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(256 * 16, z_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.latent(self.features(x))
+
+
 class ToyDiscriminator(nn.Module):
     """The generator's mirror for training: spectral-normalised convs with LeakyReLU, 64x64 -> one score."""
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..toyworld import CONCEPTS, SCENE_CLASSES
-from .arch import ToyGenerator, ToySegmenter, ToyVGG
+from .arch import ToyEncoder, ToyGenerator, ToySegmenter, ToyVGG
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 MANIFEST = "manifest.json"
@@ -27,7 +27,7 @@ class ModelInfo:
     """What a user needs to drive a bundled model."""
 
     name: str
-    kind: str  # "classifier" | "generator" | "segmenter"
+    kind: str  # "classifier" | "generator" | "segmenter" | "encoder"
     resolution: int
     input_range: tuple[float, float]  # images are fed (and generated) in this value range
     layers: tuple[str, ...]  # layers worth inspecting, shallow to deep
@@ -60,6 +60,9 @@ def _specs() -> dict[str, tuple[Callable[[], nn.Module], ModelInfo]]:
         "toy-gan": (lambda: ToyGenerator(128), ModelInfo(
             "toy-gan", "generator", 64, (-1.0, 1.0), tuple(f"layer{i}" for i in range(1, 9)), "layer4",
             z_dim=128, description="Progressive-GAN-style generator of 64x64 toy-world scenes")),
+        "toy-encoder": (lambda: ToyEncoder(128), ModelInfo(
+            "toy-encoder", "encoder", 64, (-1.0, 1.0), ("features", "latent"), "features", z_dim=128,
+            description="inverts toy-gan: image -> layer4 features (features) -> z (latent), trained on G(z)")),
         "toy-segmenter": (lambda: ToySegmenter(len(CONCEPTS)), ModelInfo(
             "toy-segmenter", "segmenter", 64, (-1.0, 1.0), ("enc1", "enc2", "enc3", "dec2", "dec1"), "dec1",
             concept_names=CONCEPTS, description="U-Net-style segmenter of the 16 toy-world concepts")),

@@ -1,4 +1,4 @@
-"""Train the bundled toy-world models on the CPU: ``python -m ganviz.zoo.train classifier|gan|segmenter``.
+"""Train the bundled toy-world models on the CPU: ``python -m ganviz.zoo.train classifier|gan|segmenter|encoder``.
 
 Every run renders its training scenes from toy world seed ``--world-seed`` (default 0), checkpoints to
 ``--out`` every ``--every`` steps and resumes from the latest checkpoint there.  The batch order is a pure
@@ -23,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..toyworld import CONCEPTS, SCENE_CLASSES, render_batch
-from .arch import ToyDiscriminator, ToyGenerator, ToySegmenter, ToyVGG
+from .arch import ToyDiscriminator, ToyEncoder, ToyGenerator, ToySegmenter, ToyVGG
 from .registry import save_weights
 
 IMAGENET_MEAN = (0.5, 0.5, 0.5)
@@ -285,6 +285,72 @@ def train_gan(args) -> nn.Module:
     return recalibrate_batchnorm(copy.deepcopy(G_ema).float(), args.z_dim)
 
 
+def train_encoder(args) -> nn.Module:
+    """Invert the bundled GAN layer by layer on (z, G(z)) pairs (no real images are needed).
+
+    Stage 1 (first half of ``--steps``): ``features`` learns image -> ``layer4`` features, with a feature loss and
+    the pixel loss of the generator's later layers run from the predicted features.  Stage 2 (next 35%):
+    ``latent`` learns ``layer4`` features (as ``features`` predicts them) -> z, with a z loss and the feature loss
+    of the generator's early layers run from the predicted z.  Stage 3 (the rest): both parts together on the
+    pixel loss of ``G(E(G(z)))`` plus the z loss.
+    """
+    from .registry import load
+    from ..trace import Replace, Trace
+
+    G, ginfo = load("toy-gan")
+    for p in G.parameters():
+        p.requires_grad_(False)
+    layer = "layer4"
+    torch.manual_seed(args.seed)
+    E = ToyEncoder(ginfo.z_dim).to(memory_format=torch.channels_last)
+    lr = args.lr or 1e-3
+    opt = torch.optim.Adam(E.parameters(), lr=lr)
+    run = Run(Path(args.out), "encoder", {"E": E, "opt": opt})
+    run.resume()
+    E.train()
+    s1, s2 = int(args.steps * 0.5), int(args.steps * 0.85)
+
+    def body(step: int) -> str:
+        g = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
+        z = torch.randn(args.batch, ginfo.z_dim, generator=g)
+        with torch.no_grad(), Trace(G, layer) as tr:
+            x = tr.run(z)
+            f = tr[layer].output.clone()
+        scale = f.pow(2).mean() + 1e-8
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            if step < s1:
+                f_hat = E.features(x)
+                x_hat = Trace(G, [], retain_output=False, edit={layer: Replace(lambda _: f_hat)}).run(z)
+                loss_f = F.mse_loss(f_hat.float(), f) / scale
+                loss_x = F.mse_loss(x_hat.float(), x)
+                loss = loss_f + loss_x
+                msg = f"stage1 feat={loss_f.item():.4f} pix={loss_x.item():.4f}"
+            elif step < s2:
+                with torch.no_grad():
+                    f_in = E.features(x)
+                z_hat = E.latent(f_in)
+                with Trace(G, layer, detach=False, stop=True) as tr:
+                    tr.run(z_hat.float())
+                    f_z = tr[layer].output
+                loss_z = F.mse_loss(z_hat.float(), z)
+                loss_f = F.mse_loss(f_z.float(), f) / scale
+                loss = loss_z + loss_f
+                msg = f"stage2 z={loss_z.item():.4f} feat={loss_f.item():.4f}"
+            else:
+                z_hat = E(x)
+                loss_z = F.mse_loss(z_hat.float(), z)
+                loss_x = F.mse_loss(G(z_hat.float()).float(), x)
+                loss = loss_x + 0.1 * loss_z
+                msg = f"stage3 pix={loss_x.item():.4f} z={loss_z.item():.4f}"
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return msg
+
+    _loop(run, args.steps, args.every, body, args.log_every, args.until)
+    return E.eval()
+
+
 def export_gan_checkpoint(path: Path, z_dim: int = 128) -> nn.Module:
     """The EMA generator of a GAN checkpoint, with recalibrated BatchNorm statistics."""
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -311,13 +377,15 @@ def save_samples(G: nn.Module, z_dim: int, path: Path, n: int = 64, seed: int = 
     Image.fromarray(grid.permute(1, 2, 0).numpy()).save(path)
 
 
-TRAINERS = {"classifier": train_classifier, "segmenter": train_segmenter, "gan": train_gan}
+TRAINERS = {"classifier": train_classifier, "segmenter": train_segmenter, "gan": train_gan,
+            "encoder": train_encoder}
 DEFAULTS = {  # steps, batch, rendered training scenes
     "classifier": dict(steps=2000, batch=128, data=40000),
     "segmenter": dict(steps=1500, batch=32, data=20000),
     "gan": dict(steps=10000, batch=64, data=50000),
+    "encoder": dict(steps=6000, batch=64, data=0),  # trains on generated images only
 }
-ZOO_NAMES = {"classifier": "toy-classifier", "segmenter": "toy-segmenter", "gan": "toy-gan"}
+ZOO_NAMES = {"classifier": "toy-classifier", "segmenter": "toy-segmenter", "gan": "toy-gan", "encoder": "toy-encoder"}
 
 
 def main(argv: list[str] | None = None) -> None:
