@@ -1,8 +1,12 @@
 """Distribution metrics: Frechet distance between feature sets, segmentation accuracy and IoU."""
 from __future__ import annotations
 
+from typing import Callable, Optional, Sequence
+
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 
 def _sqrt_psd(m: np.ndarray) -> np.ndarray:
@@ -41,3 +45,68 @@ def segmentation_scores(conf: torch.Tensor, min_share: float = 0.005) -> dict:
     keep = share >= min_share
     return {"pixel_accuracy": float(inter.sum() / conf.sum()), "iou": iou.tolist(), "share": share.tolist(),
             "mean_iou": float(iou[keep].mean()), "mean_iou_classes": keep.nonzero().flatten().tolist()}
+
+
+FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]
+"""Images ``(N, 3, H, W)`` in [-1, 1] -> features ``(N, D)``: what the Frechet distance compares."""
+
+
+def layer_features(model: nn.Module, layer: str, *, size: Optional[int] = None,
+                   mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5),
+                   batch: int = 100) -> FeatureExtractor:
+    """A feature extractor: spatially averaged outputs of ``model``'s ``layer``.
+
+    Images in [-1, 1] are mapped to [0, 1], resized to ``size`` (bilinear; None keeps them), then normalised with
+    ``mean``/``std`` (the defaults map back to [-1, 1], the bundled models' input range; ImageNet-trained
+    networks such as Inception use (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225) and size 299).
+    """
+    from .trace import Trace, get_module
+
+    get_module(model, layer)
+    m = torch.tensor(mean).view(1, 3, 1, 1)
+    s = torch.tensor(std).view(1, 3, 1, 1)
+
+    @torch.no_grad()
+    def extract(images: torch.Tensor) -> torch.Tensor:
+        dev = next(model.parameters()).device
+        out = []
+        was = model.training
+        model.eval()
+        try:
+            for i in range(0, len(images), batch):
+                x = (images[i:i + batch].to(dev).float() + 1) / 2
+                if size is not None and x.shape[-1] != size:
+                    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+                x = (x - m.to(dev)) / s.to(dev)
+                with Trace(model, layer, stop=True) as tr:
+                    tr.run(x)
+                    f = tr[layer].output
+                out.append((f.mean((2, 3)) if f.ndim == 4 else f.flatten(1)).float().cpu())
+        finally:
+            model.train(was)
+        return torch.cat(out)
+
+    return extract
+
+
+def bundled_classifier_features() -> FeatureExtractor:
+    """The default FID features: the bundled toy classifier's pooled ``conv5_3`` (192-d)."""
+    from .zoo import load
+
+    classifier, _ = load("toy-classifier")
+    return layer_features(classifier, "conv5_3")
+
+
+def fid(real: torch.Tensor, fake: torch.Tensor, extractor: Optional[FeatureExtractor] = None) -> float:
+    """Frechet distance between the features of two image sets ``(N, 3, H, W)`` in [-1, 1].
+
+    ``extractor`` defaults to :func:`bundled_classifier_features` (meaningful for toy-world images); pass
+    ``layer_features(inception, "avgpool", size=299, mean=..., std=...)`` for the usual Inception FID when you
+    have an Inception network and its weights.  Values from different extractors are not comparable.
+    """
+    for name, x in (("real", real), ("fake", fake)):
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"{name} images must be a (N, 3, H, W) tensor, got "
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    extractor = extractor or bundled_classifier_features()
+    return frechet_distance(extractor(real), extractor(fake))
