@@ -12,7 +12,7 @@ from ganviz.zoo import train
 from ganviz.zoo.registry import WEIGHTS_DIR
 
 
-@pytest.mark.parametrize("name", ["toy-classifier", "toy-gan", "toy-segmenter"])
+@pytest.mark.parametrize("name", ["toy-classifier", "toy-gan", "toy-segmenter", "toy-encoder"])
 def test_load_offline_with_metadata(name, monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError("loading a bundled model touched the network")
@@ -34,6 +34,10 @@ def test_load_offline_with_metadata(name, monkeypatch):
         out = model(torch.randn(2, 128))
         assert out.shape == (2, 3, 64, 64) and out.min() >= -1 and out.max() <= 1
         assert model.layer4.conv.out_channels >= 128 and model.layer6.conv.out_channels >= 128
+    elif info.kind == "encoder":
+        assert info.z_dim == 128 and info.extra["generator_sha256"] == zoo.info("toy-gan").sha256
+        assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 128)
+        assert model.features(torch.zeros(2, 3, 64, 64)).shape == (2, 256, 8, 8)  # toy-gan's layer4
     else:
         assert info.concept_names == CONCEPTS
         assert model(torch.zeros(2, 3, 64, 64)).shape == (2, len(CONCEPTS), 64, 64)

@@ -42,20 +42,33 @@ def serve(name: str = "paint", port: int = 8866, open_browser: bool = True, ip: 
 
 
 def paint_app(seed: int = 0, layer: Optional[str] = None):
-    """The GAN Paint app's widget on the bundled toy GAN (what the app notebook shows)."""
+    """The GAN Paint app on the bundled toy GAN (what the app notebook shows): the paint canvas, and below it the
+    inversion view that reconstructs uploaded photos for painting."""
     import ipywidgets as W
 
     from .. import zoo
-    from ..widgets import PaintCanvas
+    from ..inversion import Inverter
+    from ..widgets import InversionView, PaintCanvas
 
     generator, info = zoo.load("toy-gan")
     result = zoo.dissection("toy-gan", layer or info.default_layer, generator)
-    canvas = PaintCanvas(generator, result.layer, result, seed=seed)
+    encoder, _ = zoo.load("toy-encoder")
+    segmenter, sinfo = zoo.load("toy-segmenter")
+    inverter = Inverter(generator, encoder, layer=result.layer, finetune_steps=300)
+    canvas = PaintCanvas(generator, result.layer, result, seed=seed, inverter=inverter)
+    view = InversionView(inverter, segmenter=segmenter, concept_names=sinfo.concept_names)
+    canvas.attach(view)
     title = W.HTML("<h2 style='margin:4px 0'>GAN Paint on the toy world</h2>"
                    "<p style='margin:0 0 8px 0'>Choose a concept, then drag on the image to draw it (or pick "
                    "<i>remove</i> to erase it). The generator redraws the scene with the concept's units switched "
-                   "on or off under your stroke.</p>")
-    app = W.VBox([title, canvas.widget])
+                   "on or off under your stroke. <b>Upload photo</b> reconstructs your own image with the GAN "
+                   "(progress and what it could not reproduce below), then you paint on it.</p>")
+    below = W.HTML("<h3 style='margin:12px 0 4px 0'>Your photo through the GAN</h3>"
+                   "<p style='margin:0 0 6px 0'>Target, reconstruction and their difference (bright: what the "
+                   "generator could not reproduce). The toy GAN was trained on toy-world scenes, so other photos "
+                   "come out as the nearest toy scene; fine-tuning then makes the reconstruction close.</p>")
+    app = W.VBox([title, canvas.widget, below, view.widget])
     app.add_class("ganviz-app")
     app.canvas = canvas  # type: ignore[attr-defined]
+    app.inversion = view  # type: ignore[attr-defined]
     return app

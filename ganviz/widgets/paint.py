@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import ipywidgets as W
 import numpy as np
@@ -15,6 +15,9 @@ from ..inversion import InversionResult, Inverter
 from ..paint import STRENGTHS, Painter, Stroke, brush_mask
 from ..toyworld import LABEL_COLORS
 from ._base import ViewBase, css
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .inversion import InversionView
 
 PREVIEW_BUDGET = 0.1
 """Seconds a generation may take for the image to also update during a drag (otherwise only on mouse-up)."""
@@ -93,6 +96,7 @@ class PaintCanvas(ViewBase):
         self._points: list[tuple[float, float]] | None = None
         self._gen_seconds = 0.0
         self.photo: np.ndarray | None = None  # the uploaded photo being painted (None: a generated sample)
+        self._inversion_view = None
         self.image = self.painter.original()
         self.canvas.on_mouse_down(self.guard(self._down))
         self.canvas.on_mouse_move(self.guard(self._move))
@@ -186,8 +190,32 @@ class PaintCanvas(ViewBase):
             self.say(f"{name} is a valid {h}x{w} image, but painting on a photo needs GAN inversion, which this "
                      "canvas was not given (inverter=...); paint on generated samples for now")
             return
+        if self._inversion_view is not None:  # show the inversion's progress, difference and stop button there
+            self._inversion_view.set_target(photo)
+            self.say(f"{name}: {note or 'loaded'}; reconstructing it with the generator (progress below) ...")
+            self._inversion_view.run()
+            return
         self.say(f"{name}: {note or 'loaded'}; reconstructing it with the generator ...")
         self.compute(self.paint_photo, photo, name)
+
+    def attach(self, view: "InversionView") -> None:
+        """Let ``view`` (an InversionView with the same generator and layer) invert uploaded photos, showing its
+        progress, difference map and stop button; every inversion it finishes becomes the image to paint."""
+        if view.inverter.layer != self.painter.layer:
+            raise ValueError(f"the view inverts {view.inverter.layer!r}; strokes edit {self.painter.layer!r}")
+        self._inversion_view = view
+        if self.inverter is None:
+            self.inverter = view.inverter
+
+        def take(result: InversionResult) -> None:
+            self.painter.set_inversion(result)
+            self.photo = view.target
+            self.compute(self._regenerate, [], False)
+            self.say(f"reconstructed at PSNR {result.psnr:.1f} dB"
+                     + (" (generator fine-tuned)" if result.generator is not None else "")
+                     + ": choose a concept and drag on it")
+
+        view.on_result(self.guard(take))
 
     def paint_photo(self, photo: np.ndarray, name: str = "the photo") -> InversionResult:
         """Reconstruct an ``(H, W, 3)`` uint8 photo (inversion + fine-tuning) and paint on the reconstruction."""

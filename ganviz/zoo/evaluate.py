@@ -130,6 +130,34 @@ def evaluate_generator(generator: nn.Module, classifier: nn.Module, segmenter: n
     }
 
 
+def evaluate_encoder(encoder: nn.Module, generator: nn.Module, n: int = 200, n_inversions: int = 5,
+                     seed: int = 31) -> dict:
+    """How well the encoder inverts the generator: PSNR of ``G(E(G(z)))`` over ``n`` samples, the layer4 feature
+    error of ``E.features``, and the PSNR of full inversions (150 z + 150 layer4 steps) started from the encoder
+    versus from a random latent on ``n_inversions`` samples."""
+    from ..inversion import invert, psnr
+    from ..trace import Trace
+
+    z = torch.randn(n, generator.z_dim, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad(), Trace(generator, "layer4") as tr:
+        x = tr.run(z)
+        f = tr["layer4"].output
+        f_hat = encoder.features(x)
+        z_hat = encoder.latent(f_hat)
+        x_hat = generator(z_hat)
+    per_image = [psnr(x_hat[i:i + 1], x[i:i + 1]) for i in range(n)]
+    kw = dict(steps=150, layer="layer4", layer_steps=150)
+    from_encoder = [invert(generator, x[i], encoder=encoder, **kw).psnr for i in range(n_inversions)]
+    from_random = [invert(generator, x[i], seed=i, **kw).psnr for i in range(n_inversions)]
+    return {
+        "encoder_psnr_mean": float(np.mean(per_image)),
+        "feature_relative_error": float(((f_hat - f) ** 2).mean() / (f ** 2).mean()),
+        "latent_correlation": float(torch.nn.functional.cosine_similarity(z_hat, z).mean()),
+        "inversion_psnr_from_encoder": from_encoder,
+        "inversion_psnr_from_random": from_random,
+    }
+
+
 BARS = {
     "classifier accuracy >= 0.95": lambda r: r["classifier"]["accuracy"] >= 0.95,
     "baseball/soccer accuracy >= 0.90 each": lambda r: min(r["classifier"]["per_class_accuracy"]["baseball_field"],
@@ -142,6 +170,8 @@ BARS = {
     "generator watermark fraction within 0.10": lambda r: abs(r["generator"]["watermark_fraction_generated"]
                                                               - WATERMARK_FRACTION) <= 0.10,
     "generator Frechet ratio <= 0.25": lambda r: r["generator"]["frechet_ratio"] <= 0.25,
+    "inversions from the encoder >= 30 dB (mean)": lambda r: np.mean(r["encoder"]["inversion_psnr_from_encoder"])
+    >= 30,
 }
 
 
@@ -156,7 +186,7 @@ def contact_sheet(generator: nn.Module, path: str | Path, n: int = 64, seed: int
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m ganviz.zoo.evaluate", description=__doc__.split("\n")[0])
-    p.add_argument("--models", nargs="+", default=["classifier", "segmenter", "generator"])
+    p.add_argument("--models", nargs="+", default=["classifier", "segmenter", "generator", "encoder"])
     p.add_argument("--n-classifier", type=int, default=2000)
     p.add_argument("--n-segmenter", type=int, default=1000)
     p.add_argument("--n-generator", type=int, default=1000)
@@ -176,6 +206,8 @@ def main(argv: list[str] | None = None) -> dict:
         report["generator"] = evaluate_generator(gen, clf, seg, args.n_generator)
         if args.sheet:
             contact_sheet(gen, args.sheet)
+    if "encoder" in args.models:
+        report["encoder"] = evaluate_encoder(load("toy-encoder", args.device)[0], load("toy-gan", args.device)[0])
     print(json.dumps(report, indent=1, default=float))
     for name, check in BARS.items():
         try:

@@ -432,7 +432,12 @@ def main(argv: list[str] | None = None) -> None:
         model = TRAINERS[args.model](args)
     print(f"{args.model}: done in {time.time() - t0:.0f}s in this process")
     if args.export or args.export_to:
-        path = save_weights(ZOO_NAMES[args.model], model, folder=args.export_to)
+        extra = None
+        if args.model == "encoder":  # an encoder inverts one generator: record which
+            from .registry import info as model_info
+
+            extra = {"generator_sha256": model_info("toy-gan").sha256, "steps": args.steps}
+        path = save_weights(ZOO_NAMES[args.model], model, folder=args.export_to, extra=extra)
         print(f"exported {path}")
 
 

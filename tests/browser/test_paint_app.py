@@ -16,7 +16,8 @@ import torch
 
 import ganviz
 from ganviz.paint import brush_mask
-from voila_harness import REPO, VoilaServer, canvas_pixels, drag_on, open_notebook, wait_canvas_settled
+from voila_harness import (REPO, VoilaServer, canvas_pixels, drag_on, image_digest, image_size, open_notebook,
+                           wait_canvas_settled, wait_image_loaded, wait_text_change, wait_text_contains)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
@@ -126,3 +127,53 @@ def test_app_repaints_after_a_reload(app, shots):
     shown = wait_canvas_settled(canvas, None)
     assert shown.std() > 10, "after a reload the canvas stayed blank"
     shots(page, "paint-app-reloaded")
+
+
+def test_app_uploads_a_photo_shows_the_inversion_and_paints_on_it(app, segmenter, shots, tmp_path):
+    """A rendered scene (never seen by the GAN) uploaded as a PNG: visible progress, then target, reconstruction
+    and difference, then the canvas shows the reconstruction and a tree stroke changes it where painted."""
+    from PIL import Image
+
+    from ganviz import toyworld
+
+    page = app
+    canvas = page.locator("canvas.ganviz-paint-canvas")
+    status = page.locator(".ganviz-app .ganviz-inversion .ganviz-status")
+    before = wait_canvas_settled(canvas, None)
+    scene = toyworld.render(3, seed=77, size=128)
+    path = tmp_path / "my-house.png"
+    Image.fromarray(scene.image).save(path)
+    photo = np.asarray(Image.fromarray(scene.image).resize((64, 64), Image.LANCZOS))
+    page.locator(".ganviz-paint-upload input[type=file]").set_input_files(str(path))
+
+    # progress while it runs: the step counter in the status line and the bar move
+    seen = wait_text_contains(status, "step", timeout_s=60)
+    shots(page, "paint-app-inverting")
+    assert image_digest(page.locator(".ganviz-inv-recon img")) is not None, "no reconstruction shown while inverting"
+    later = wait_text_change(status, seen, timeout_s=60)
+    assert "step" in later or "PSNR" in later, later
+    wait_text_contains(status, "PSNR", timeout_s=240)
+    psnr = float(re.search(r"PSNR ([\d.]+) dB", status.inner_text()).group(1))
+    assert psnr >= 30, status.inner_text()     # inversion + fine-tuning of the 64x64 photo
+    diff = page.locator(".ganviz-inv-diff img")
+    wait_image_loaded(diff)
+    assert image_size(diff)["natural"] == [64, 64], "the difference view shows no 64x64 image"
+    shots(page, "paint-app-photo-inverted")
+
+    shown = wait_canvas_settled(canvas, before, timeout_s=60)
+    recon = shown[::SCALE, ::SCALE].astype(int)
+    assert np.abs(recon - photo).mean() < 8, np.abs(recon - photo).mean()   # the canvas shows the photo's reconstruction
+    assert "reconstructed at PSNR" in page.locator(".ganviz-paint > .ganviz-status").inner_text()
+
+    points = [(8, 44), (56, 44)]
+    click(page, "tree")
+    click(page, "draw")
+    click(page, "high")
+    drag_on(canvas, [(x * SCALE, y * SCALE) for x, y in points])
+    painted = wait_canvas_settled(canvas, shown)
+    shots(page, "paint-app-photo-painted")
+    inside = cells(brush_mask(points, BRUSH, (64, 64)))
+    change = np.abs(painted[::SCALE, ::SCALE].astype(int) - recon).mean(-1)
+    assert change[inside].mean() > 3 * change[~inside].mean() and change[inside].mean() > 8, \
+        (change[inside].mean(), change[~inside].mean())
+    assert "\u26a0" not in page.locator(".ganviz-app").inner_text()
