@@ -40,13 +40,17 @@ def read_checkpoint(path: PathLike) -> Any:
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(str(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
-            f"refused to load {path}: it holds objects other than tensors and plain containers ({first}). "
-            "ganviz reads checkpoints with torch.load(weights_only=True) and never runs code stored in a file. "
-            "If you trust the file, re-save just its weights: torch.save(model.state_dict(), 'weights.pt') "
-            "(or save them as .safetensors)") from None
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, EOFError) as err:
+        text = str(err).strip()
+        after = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
+        detail = next((line.strip() for line in after.splitlines() if line.strip()), type(err).__name__)
+        if "global" in detail.lower():  # the file names a class or function to call while unpickling
+            raise CheckpointError(
+                f"refused to load {path}: it holds objects other than tensors and plain containers ({detail}). "
+                "ganviz reads checkpoints with torch.load(weights_only=True) and never runs code stored in a file. "
+                "If you trust the file, re-save just its weights: torch.save(model.state_dict(), 'weights.pt') "
+                "(or save them as .safetensors)") from None
+        raise CheckpointError(f"cannot read {path} as a torch.save or safetensors file: {detail}") from None
 
 
 def _is_state_dict(obj: Any) -> bool:

@@ -387,6 +387,9 @@ def test_unknown_formats_and_wrong_format_requests(tmp_path):
         ganviz.load_checkpoint(tmp_path / "r.pth", "progan")
     with pytest.raises(FileNotFoundError):
         ganviz.load_checkpoint(tmp_path / "nope.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="cannot read .*junk.pth"):
+        ganviz.load_checkpoint(tmp_path / "junk.pth")
     assert detect_format(resnet.resnet(18).state_dict()) == "resnet"
 
 
