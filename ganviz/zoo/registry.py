@@ -145,3 +145,18 @@ def save_weights(name: str, model: nn.Module, folder: str | Path | None = None, 
     mtmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     os.replace(mtmp, folder / MANIFEST)
     return path
+
+
+def adapter(name: str, device: str | torch.device = "cpu", folder: str | Path | None = None):
+    """Load bundled model ``name`` wrapped in its :mod:`ganviz.adapters` adapter (the protocol real models use)."""
+    from ..adapters import ClassifierAdapter, GeneratorAdapter, Normalize, SegmenterAdapter
+
+    model, meta = load(name, device, folder)
+    if meta.kind == "classifier":
+        return ClassifierAdapter(model, meta.class_names, meta.layers, meta.default_layer, meta.resolution,
+                                 Normalize(meta.input_range), name)
+    if meta.kind == "generator":
+        res = {n: r for n, r in zip(meta.layers, ToyGenerator.resolutions)}
+        return GeneratorAdapter(model, meta.z_dim, meta.resolution, meta.layers, meta.default_layer,
+                                ("layer3", "layer4", "layer5", "layer6"), meta.input_range, name, res)
+    return SegmenterAdapter(model, meta.concept_names, preprocess=Normalize(meta.input_range), name=name).eval()

@@ -1,0 +1,145 @@
+"""Safe checkpoint loading: tensors only (``weights_only`` / safetensors), wrappers unwrapped, clear key errors.
+
+Nothing here unpickles arbitrary objects: ``torch.load`` always runs with ``weights_only=True`` (the only class
+allowed beyond tensors and containers is ``argparse.Namespace``, which training scripts such as rosinality's
+StyleGAN2 store as ``"args"``).  A file that needs anything else is refused with :class:`CheckpointError`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+from pathlib import Path
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+WRAPPERS = ("g_ema", "state_dict", "model_state_dict", "model", "generator", "net", "params")
+"""Keys under which checkpoints keep their state dict, tried in this order."""
+
+PREFIXES = ("module.", "_orig_mod.")
+"""Prefixes added by ``DataParallel`` / ``torch.compile``; stripped when every key has them."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be read safely, or its keys do not fit the model it is loaded into."""
+
+
+def read_checkpoint(path: PathLike) -> Any:
+    """Read ``path`` (``.safetensors`` or a ``torch.save`` file) without unpickling code; returns what it holds."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file at {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, EOFError) as err:
+        text = str(err).strip()
+        after = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
+        detail = next((line.strip() for line in after.splitlines() if line.strip()), type(err).__name__)
+        if "global" in detail.lower():  # the file names a class or function to call while unpickling
+            raise CheckpointError(
+                f"refused to load {path}: it holds objects other than tensors and plain containers ({detail}). "
+                "ganviz reads checkpoints with torch.load(weights_only=True) and never runs code stored in a file. "
+                "If you trust the file, re-save just its weights: torch.save(model.state_dict(), 'weights.pt') "
+                "(or save them as .safetensors)") from None
+        raise CheckpointError(f"cannot read {path} as a torch.save or safetensors file: {detail}") from None
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(v, Tensor) for v in obj.values())
+
+
+def strip_prefixes(state: Mapping[str, Tensor], prefixes: Sequence[str] = PREFIXES) -> Dict[str, Tensor]:
+    """Remove a prefix such as ``module.`` when every key carries it (repeatedly, e.g. ``module.module.``)."""
+    out = dict(state)
+    changed = True
+    while changed and out:
+        changed = False
+        for p in prefixes:
+            if all(k.startswith(p) for k in out):
+                out = {k[len(p):]: v for k, v in out.items()}
+                changed = True
+    return out
+
+
+def extract_state_dict(obj: Any, prefer: Sequence[str] = WRAPPERS) -> Tuple[Dict[str, Tensor], Dict[str, Any]]:
+    """``(state_dict, extras)`` from a loaded checkpoint: a plain state dict, or one under a wrapper key.
+
+    ``extras`` holds the wrapper's other entries (e.g. ``latent_avg`` of a StyleGAN2 checkpoint).
+    """
+    if _is_state_dict(obj):
+        return strip_prefixes(obj), {}
+    if isinstance(obj, Mapping):
+        for key in prefer:
+            if key in obj and _is_state_dict(obj[key]):
+                return strip_prefixes(obj[key]), {k: v for k, v in obj.items() if k != key}
+        inner = [k for k, v in obj.items() if _is_state_dict(v)]
+        raise CheckpointError(
+            "the checkpoint is a dict but not a state dict: its entries are "
+            f"{', '.join(map(str, list(obj)[:12]))}; expected tensors, or a state dict under one of "
+            f"{', '.join(prefer)}" + (f" (dicts of tensors found under: {', '.join(map(str, inner))})" if inner
+                                      else ""))
+    raise CheckpointError(f"the checkpoint holds a {type(obj).__name__}; expected a state dict of tensors")
+
+
+def load_state(path: PathLike, prefer: Sequence[str] = WRAPPERS) -> Tuple[Dict[str, Tensor], Dict[str, Any]]:
+    """Read ``path`` safely and unwrap its state dict: ``(state_dict, extras)``."""
+    return extract_state_dict(read_checkpoint(path), prefer)
+
+
+def _listing(items: Iterable[str], limit: int = 8) -> str:
+    items = list(items)
+    more = f" ... and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def check_keys(module: nn.Module, state: Mapping[str, Tensor], what: str = "") -> None:
+    """Raise :class:`CheckpointError` naming missing, unexpected and mismatched-shape keys (nothing if they fit)."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [f"{k} (file {tuple(state[k].shape)}, model {tuple(expected[k].shape)})"
+                  for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if not (missing or unexpected or mismatched):
+        return
+    parts = []
+    if missing:
+        parts.append(f"missing keys ({len(missing)}): {_listing(missing)}")
+    if unexpected:
+        parts.append(f"unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
+    if mismatched:
+        parts.append(f"shape mismatches ({len(mismatched)}): {_listing(mismatched)}")
+    name = what or type(module).__name__
+    raise CheckpointError(f"the state dict does not fit {name}: " + "; ".join(parts))
+
+
+def load_into(module: nn.Module, state: Mapping[str, Tensor], what: str = "") -> nn.Module:
+    """Check ``state`` against ``module`` (see :func:`check_keys`), load it strictly and return the module."""
+    check_keys(module, state, what)
+    module.load_state_dict(dict(state), strict=True)
+    return module
+
+
+def save_state(module_or_state: Union[nn.Module, Mapping[str, Tensor]], path: PathLike,
+               wrap: Optional[str] = None, **extras: Any) -> Path:
+    """Write a state dict with ``torch.save`` (or safetensors for ``.safetensors``), optionally under ``wrap``."""
+    state = module_or_state.state_dict() if isinstance(module_or_state, nn.Module) else dict(module_or_state)
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        if wrap or extras:
+            raise ValueError("a .safetensors file holds one flat state dict (no wrapper or extras)")
+        save_file(state, str(path))
+    else:
+        torch.save({wrap: state, **extras} if wrap else state, str(path))
+    return path

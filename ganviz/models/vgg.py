@@ -1,0 +1,62 @@
+"""VGG-16 with torchvision's module names (``features.N``, ``classifier.{0,3,6}``), built without torchvision.
+
+A torchvision-format state dict (ImageNet, 1000 classes) or a Places365 one (365 classes) loads into it directly.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Tuple, Union
+
+import torch
+from torch import nn
+
+VGG16_CONFIG: Tuple[Union[int, str], ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
+                                             512, 512, 512, "M", 512, 512, 512, "M")
+"""Configuration "D" of Simonyan & Zisserman: conv widths, ``M`` = 2x2 max-pool."""
+
+
+class VGG(nn.Module):
+    """``features`` (convs, ReLUs, pools) -> ``avgpool`` (7x7) -> ``classifier`` (fc6, fc7, fc8)."""
+
+    def __init__(self, config: Tuple[Union[int, str], ...] = VGG16_CONFIG, num_classes: int = 1000,
+                 batch_norm: bool = False, dropout: float = 0.5) -> None:
+        super().__init__()
+        layers: List[nn.Module] = []
+        cin = 3
+        for v in config:
+            if v == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+                continue
+            layers.append(nn.Conv2d(cin, int(v), kernel_size=3, padding=1))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(int(v)))
+            layers.append(nn.ReLU(inplace=True))
+            cin = int(v)
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.classifier = nn.Sequential(
+            nn.Linear(cin * 7 * 7, 4096), nn.ReLU(True), nn.Dropout(dropout),
+            nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(dropout),
+            nn.Linear(4096, num_classes))
+        self.num_classes = num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+def vgg16(num_classes: int = 1000, batch_norm: bool = False) -> VGG:
+    """VGG-16 (``vgg16`` / ``vgg16_bn`` of torchvision) with ``num_classes`` outputs (365 for Places365)."""
+    return VGG(VGG16_CONFIG, num_classes, batch_norm)
+
+
+def conv_layer_names(model: VGG) -> Dict[str, str]:
+    """``{"conv1_1": "features.1", ...}``: each VGG conv's name mapped to its ReLU output's module name."""
+    names: Dict[str, str] = {}
+    block, k = 1, 0
+    for i, m in enumerate(model.features):
+        if isinstance(m, nn.MaxPool2d):
+            block, k = block + 1, 0
+        elif isinstance(m, nn.ReLU):
+            k += 1
+            names[f"conv{block}_{k}"] = f"features.{i}"
+    return names
