@@ -152,13 +152,14 @@ def encode(encoder: nn.Module, image: Tensor) -> Tensor:
 def invert(generator: nn.Module, target: Tensor, *, encoder: Optional[nn.Module] = None,
            z_init: Optional[Tensor] = None, z_dim: Optional[int] = None, steps: int = 200, lr: float = 0.05,
            layer: Optional[str] = None, layer_steps: int = 200, layer_lr: float = 0.01,
-           feature_loss: Optional[Callable[[Tensor, Tensor], Tensor]] = None, feature_weight: float = 1.0,
+           features_init: Optional[Tensor] = None, feature_loss: Optional[Callable[[Tensor, Tensor], Tensor]] = None, feature_weight: float = 1.0,
            seed: int = 0, stop: Optional[Callable[[], bool]] = None,
            callback: Optional[Callable[[int, float, Tensor], None]] = None) -> InversionResult:
     """Invert ``generator`` on ``target`` (one image ``(1, C, H, W)`` or ``(C, H, W)`` in the output range).
 
     ``steps`` Adam steps on ``z`` (from ``z_init``, else ``encoder(target)``, else a normal draw with ``seed``),
-    then ``layer_steps`` on ``layer``'s features if ``layer`` is given.  The loss is the pixel MSE plus
+    then ``layer_steps`` on ``layer``'s features if ``layer`` is given, starting from the features the best
+    latent makes or from ``features_init`` (e.g. a layer-wise encoder's guess), whichever fits better.  The loss is the pixel MSE plus
     ``feature_weight * feature_loss(image, target)`` when given.  ``callback(step, loss, image)`` sees progress.
     """
     target = _as_target(generator, target)
@@ -187,7 +188,18 @@ def invert(generator: nn.Module, target: Tensor, *, encoder: Optional[nn.Module]
         if layer is not None and not loop.interrupted:
             with torch.no_grad(), Trace(generator, layer, stop=True) as tr:
                 tr.run(best["z"])
-                feats = tr[layer].output.detach().clone().requires_grad_(True)
+                start = tr[layer].output.detach().clone()
+            if features_init is not None:
+                guess = torch.as_tensor(features_init).to(start.device, start.dtype)
+                if guess.shape != start.shape:
+                    raise ValueError(f"features_init has shape {tuple(guess.shape)}; {layer!r} makes "
+                                     f"{tuple(start.shape)}")
+                with torch.no_grad():
+                    fit = [float(loss_of(Trace(generator, [], retain_output=False,
+                                               edit={layer: Replace(lambda _, f=f: f)}).run(best["z"])))
+                           for f in (start, guess)]
+                start = guess if fit[1] < fit[0] else start
+            feats = start.clone().requires_grad_(True)
             best["features"] = feats.detach().clone()
             loop.best_loss = float("inf")  # the first layer step re-measures the best z's loss
             with Trace(generator, [], retain_output=False, edit={layer: Replace(lambda _: feats)}) as tr:
@@ -278,7 +290,8 @@ def finetune(generator: nn.Module, start: InversionResult, *, target: Optional[T
 @dataclass
 class Inverter:
     """The whole inversion of one image with fixed settings: encoder guess, latent steps, ``layer`` steps, then
-    ``finetune_steps`` of generator fine-tuning (0: none).  Call it on an ``(H, W, 3)`` uint8 photo (already at
+    ``finetune_steps`` of generator fine-tuning (0: none).  An encoder with ``feature_layer == layer`` and a
+    ``features`` part (like the bundled toy-encoder) also offers its guess of the layer's features.  Call it on an ``(H, W, 3)`` uint8 photo (already at
     the generator's resolution) or a ``(1, C, H, W)`` tensor in ``output_range``; progress goes to ``callback``.
     """
 
@@ -330,9 +343,12 @@ class Inverter:
     def __call__(self, photo: Union[np.ndarray, Tensor], *, stop: Optional[Callable[[], bool]] = None,
                  callback: Optional[Callable[[int, float, Tensor], None]] = None) -> InversionResult:
         target = self.as_target(photo)
+        guess = None
+        if self.layer is not None and getattr(self.encoder, "feature_layer", None) == self.layer:
+            guess = encode(self.encoder.features, target)  # a layer-wise encoder's guess of this layer's features
         result = invert(self.generator, target, encoder=self.encoder, steps=self.steps, lr=self.lr, layer=self.layer,
-                        layer_steps=self.layer_steps, layer_lr=self.layer_lr, feature_loss=self.feature_loss,
-                        seed=self.seed, stop=stop, callback=callback)
+                        layer_steps=self.layer_steps, layer_lr=self.layer_lr, features_init=guess,
+                        feature_loss=self.feature_loss, seed=self.seed, stop=stop, callback=callback)
         if self.finetune_steps > 0 and not result.interrupted:
             offset = result.steps
 

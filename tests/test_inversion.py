@@ -224,3 +224,36 @@ def test_no_hook_left_and_the_generator_restored(entry, case):
         g.bomb.error = KeyboardInterrupt()
         assert runs[entry]().interrupted  # Ctrl+C returns the best so far
     assert count_hooks(g) == 0 and all(p.requires_grad for p in g.parameters()) and g.training
+
+
+def test_a_layerwise_encoder_guess_of_the_features_is_used_when_it_fits_better():
+    g = Tiny()
+    target = torch.rand(1, 3, 4, 4) * 1.6 - 0.8
+    exact = invert(g, target, steps=1, layer="unflat", layer_steps=300, layer_lr=0.05).features
+
+    class LayerEncoder(nn.Module):
+        feature_layer = "unflat"
+
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Identity()
+
+        def forward(self, x):
+            return torch.zeros(1, 4)
+
+    enc = LayerEncoder()
+    enc.features = _Const(exact)
+    guided = Inverter(g, enc, layer="unflat", steps=1, layer_steps=1)(target)
+    plain = Inverter(g, layer="unflat", steps=1, layer_steps=1)(target)
+    assert guided.psnr > plain.psnr + 3
+    with pytest.raises(ValueError, match="features_init"):
+        invert(g, target, steps=1, layer="unflat", features_init=torch.zeros(1, 2, 2, 2))
+
+
+class _Const(nn.Module):
+    def __init__(self, value):
+        super().__init__()
+        self.value = value
+
+    def forward(self, x):
+        return self.value

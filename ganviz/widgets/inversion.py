@@ -18,8 +18,10 @@ PROGRESS_INTERVAL = 0.25
 """Seconds between two progress redraws (current reconstruction, loss curve) during an inversion."""
 
 
-def loss_curve(losses: Sequence[float], total: int, marks: Sequence[int] = (), size: tuple = (3.2, 2.0)) -> bytes:
-    """A small log-scale loss plot as PNG bytes; ``marks`` are steps where a new phase began."""
+def loss_curve(losses: Sequence[float], total: int, marks: Sequence[int] = (), size: tuple = (3.2, 2.0),
+               phases: Sequence[str] = ()) -> bytes:
+    """A small log-scale loss plot as PNG bytes; ``marks`` are steps where a new phase began, ``phases`` the
+    phases' names (one more than ``marks``), written above the plot."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -32,6 +34,9 @@ def loss_curve(losses: Sequence[float], total: int, marks: Sequence[int] = (), s
     for m in marks:
         ax.axvline(m, color="#999", lw=0.8, ls="--")
     ax.set_xlim(0, max(total, 1))
+    edges = [0, *marks, max(total, 1)]
+    for name, a, b in zip(phases, edges[:-1], edges[1:]):
+        ax.text((a + b) / 2, 1.02, name, transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=7)
     ax.set_xlabel("step", fontsize=8)
     ax.set_ylabel("loss", fontsize=8)
     ax.tick_params(labelsize=7)
@@ -114,7 +119,7 @@ class InversionView(ViewBase):
         self.result = None
         self.losses = []
         self.target_image.value = png_bytes(image)
-        self.recon_image.value = self.diff_image.value = b""
+        self.recon_image.value = self.diff_image.value = png_bytes(np.full_like(image, 235))  # blank until run
         self.missing.value = ""
         self.progress.value = 0
         self.say("press Invert")
@@ -160,7 +165,12 @@ class InversionView(ViewBase):
         inverter = self._settings()
         self.losses = []
         self.progress.max = inverter.total_steps
-        marks = [inverter.steps] + ([inverter.steps + inverter.layer_steps] if inverter.finetune_steps else [])
+        marks, phases = [], ["latent"]
+        if inverter.layer is not None:
+            marks, phases = [inverter.steps], ["latent", inverter.layer]
+        if inverter.finetune_steps:
+            marks, phases = marks + [inverter.steps + inverter.layer_steps], phases + ["fine-tune"]
+        self._phases = phases
         t0 = time.perf_counter()
 
         def progress(step: int, loss: float, image: torch.Tensor) -> None:
@@ -170,7 +180,7 @@ class InversionView(ViewBase):
                 self._last_draw = now
                 self.progress.value = step + 1
                 self.recon_image.value = png_bytes(to_uint8(image[0].float().cpu(), inverter.output_range))
-                self.plot.value = loss_curve(self.losses, inverter.total_steps, marks)
+                self.plot.value = loss_curve(self.losses, inverter.total_steps, marks, phases=phases)
                 self.say(f"step {step + 1} of {inverter.total_steps}: loss {loss:.4f}")
 
         try:
@@ -188,7 +198,7 @@ class InversionView(ViewBase):
         recon = to_uint8(result.image[0].float().cpu(), inverter.output_range)
         self.recon_image.value = png_bytes(recon)
         self.diff_image.value = png_bytes(diff_heatmap(self.target, recon))
-        self.plot.value = loss_curve(result.losses, inverter.total_steps, marks)
+        self.plot.value = loss_curve(result.losses, inverter.total_steps, marks, phases=self._phases)
         lost = self.lost_concepts(result)
         if lost is not None:
             self.missing.value = ("<b>Missing in the reconstruction:</b> " + ", ".join(lost)) if lost else \

@@ -82,6 +82,8 @@ class ToyEncoder(nn.Module):
     ``layer4``'s 256x8x8 feature map, ``latent`` maps that feature map to ``z``; ``forward`` is their composition.
     """
 
+    feature_layer = "layer4"
+
     def __init__(self, z_dim: int = 128, widths: tuple[int, ...] = (32, 64, 128, 256), feature_channels: int = 256):
         super().__init__()
         layers: list[nn.Module] = [_conv_bn_relu(3, widths[0])]
