@@ -198,6 +198,38 @@ def test_progan_256_and_the_older_feature_naming(tmp_path):
     torch.testing.assert_close(again.generate(z), gen.generate(z))
 
 
+
+def test_progan_older_port_with_stored_wscale_scales(tmp_path):
+    # ptrblck/prog_gans_pytorch_inference (the features.{i} / output naming) keeps the scale as a parameter
+    # wscale.scale of shape (1,) and computes x * scale + b after the bias-free conv; it must be used, not refused
+    torch.manual_seed(0)
+    sizes = [32, 32, 16, 8]
+    old, blocks = {}, [(32, 32, 4, 3, False), (32, 32, 3, 1, False), (32, 16, 3, 1, True), (16, 16, 3, 1, False),
+                       (16, 8, 3, 1, True), (8, 8, 3, 1, False)]
+    for i, (cin, cout, k, _, _) in enumerate(blocks):
+        old[f"features.{i}.conv.weight"] = torch.randn(cout, cin, k, k)
+        old[f"features.{i}.wscale.scale"] = torch.rand(1) * 0.1 + 0.01
+        old[f"features.{i}.wscale.b"] = torch.randn(cout) * 0.1
+    old["output.conv.weight"], old["output.wscale.scale"] = torch.randn(3, 8, 1, 1), torch.rand(1) * 0.1 + 0.01
+    old["output.wscale.b"] = torch.randn(3) * 0.1
+    torch.save(old, tmp_path / "old_port.pth")
+    gen = load_checkpoint(tmp_path / "old_port.pth")
+    assert gen.resolution == 16 and gen.model.sizes == sizes
+
+    def pixel_norm(x):
+        return x / torch.sqrt(torch.mean(x ** 2, dim=1, keepdim=True) + 1e-8)
+
+    z = gen.sample_latents(2, seed=3)
+    x = z.view(2, -1, 1, 1)
+    for i, (_, _, _, pad, up) in enumerate(blocks):
+        x = pixel_norm(x)
+        if up:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+        x = F.conv2d(x, old[f"features.{i}.conv.weight"], padding=pad)
+        x = F.leaky_relu(x * old[f"features.{i}.wscale.scale"] + old[f"features.{i}.wscale.b"].view(1, -1, 1, 1), 0.2)
+    want = F.conv2d(pixel_norm(x), old["output.conv.weight"]) * old["output.wscale.scale"] + old["output.wscale.b"].view(1, -1, 1, 1)
+    torch.testing.assert_close(gen.generate(z), want, atol=1e-4, rtol=1e-4)
+
 def test_stylegan2_checkpoint_with_truncation(tmp_path):
     torch.manual_seed(4)
     reference = stylegan2.StyleGAN2Generator(32)
