@@ -310,6 +310,28 @@ def test_places365_vgg16_classifies_dissects_and_ablates(places_vgg):
     assert count_hooks(clf.model) == 0
 
 
+
+def test_places365_vgg16_with_network_dissections_research_names(places_vgg, tmp_path):
+    # davidbau/dissect experiment/oldvgg16.py: vgg16_places365-0bafbc55.pth names torchvision's modules by role
+    names = ["conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1", "conv2_1", "relu2_1", "conv2_2", "relu2_2", "pool2",
+             "conv3_1", "relu3_1", "conv3_2", "relu3_2", "conv3_3", "relu3_3", "pool3", "conv4_1", "relu4_1",
+             "conv4_2", "relu4_2", "conv4_3", "relu4_3", "pool4", "conv5_1", "relu5_1", "conv5_2", "relu5_2",
+             "conv5_3", "relu5_3", "pool5"]
+    fc = ["fc6", "relu6", "drop6", "fc7", "relu7", "drop7", "fc8a"]
+    reference, _, class_file = places_vgg
+    state = {}
+    for k, v in reference.state_dict().items():
+        part, idx, rest = k.split(".")
+        state[f"{part}.{(names if part == 'features' else fc)[int(idx)]}.{rest}"] = v
+    assert "features.conv5_3.weight" in state and "classifier.fc8a.weight" in state
+    torch.save(state, tmp_path / "vgg16_places365-0bafbc55.pth")
+    clf = ganviz.load_checkpoint(tmp_path / "vgg16_places365-0bafbc55.pth", class_names=class_file)
+    assert clf.layer_titles["features.29"] == "conv5_3"
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = reference(Normalize((0, 1), ganviz.adapters.IMAGENET_MEAN, ganviz.adapters.IMAGENET_STD)(images))
+    torch.testing.assert_close(clf.logits(images), want)
+
 def test_resnet_classifier_and_a_module_with_its_own_preprocessing(tmp_path):
     torch.manual_seed(6)
     model = resnet.resnet(18, 10).eval()
