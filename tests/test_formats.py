@@ -412,6 +412,11 @@ def test_a_crafted_checkpoint_is_refused_without_running_code(tmp_path):
     with pytest.raises(CheckpointError, match="refused to load .*weights_only"):
         ganviz.load_checkpoint(tmp_path / "evil.pth")
     assert not marker.exists()
+    # a pickle renamed to .safetensors is not read as one either, and the error says why
+    (tmp_path / "evil.safetensors").write_bytes((tmp_path / "evil.pth").read_bytes())
+    with pytest.raises(CheckpointError, match="cannot read .*evil.safetensors as a safetensors file"):
+        ganviz.load_checkpoint(tmp_path / "evil.safetensors")
+    assert not marker.exists()
     torch.load(tmp_path / "evil.pth", weights_only=False)  # the file really was malicious
     assert marker.read_text() == "code ran"
 
