@@ -36,7 +36,10 @@ def read_checkpoint(path: PathLike) -> Any:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as err:  # safetensors raises its own SafetensorError (and OSError / ValueError)
+            raise CheckpointError(f"cannot read {path} as a safetensors file: {err}") from None
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(str(path), map_location="cpu", weights_only=True)

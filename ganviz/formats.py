@@ -8,6 +8,7 @@ format         layout                                                      adapt
 ``progan``     GAN Dissection's ProGAN conversion (``layer1.conv.weight``)  GeneratorAdapter
 ``stylegan2``  rosinality's stylegan2-pytorch (``g_ema``, ``convs.N``)      GeneratorAdapter
 ``vgg16``      torchvision VGG-16 (``features.N``, ``classifier.6``)        ClassifierAdapter
+               (or ``features.conv1_1``, ``classifier.fc8a``: dissect's)
 ``resnet``     torchvision ResNet-18 ... 152 (``layer1.0.conv1``, ``fc``)   ClassifierAdapter
 ``deeplabv3``  torchvision DeepLabV3-ResNet50/101 (``backbone.*``)          SegmenterAdapter
 =============  ==========================================================  =====================
@@ -39,7 +40,8 @@ def detect_format(state: Mapping[str, Tensor]) -> str:
         return "stylegan2"
     if {"backbone.conv1.weight", "classifier.4.weight"} <= keys:
         return "deeplabv3"
-    if {"features.0.weight", "classifier.6.weight"} <= keys:
+    if {"features.0.weight", "classifier.6.weight"} <= keys or ("features.conv1_1.weight" in keys and (
+            "classifier.fc8a.weight" in keys or "classifier.fc8.weight" in keys)):
         return "vgg16"
     if {"conv1.weight", "layer1.0.conv1.weight", "fc.weight"} <= keys:
         return "resnet"
@@ -144,6 +146,7 @@ def load_checkpoint(path: Union[str, "os.PathLike[str]"], format: Optional[str] 
             model.truncation = float(truncation)
         adapter = stylegan2_adapter(model, label)
     elif fmt == "vgg16":
+        state = vgg.normalise_state_dict(state)
         if "classifier.6.weight" not in state:
             raise CheckpointError("not a torchvision VGG-16 state dict: no classifier.6.weight")
         bn = any(k.endswith("running_mean") for k in state if k.startswith("features."))

@@ -198,6 +198,38 @@ def test_progan_256_and_the_older_feature_naming(tmp_path):
     torch.testing.assert_close(again.generate(z), gen.generate(z))
 
 
+
+def test_progan_older_port_with_stored_wscale_scales(tmp_path):
+    # ptrblck/prog_gans_pytorch_inference (the features.{i} / output naming) keeps the scale as a parameter
+    # wscale.scale of shape (1,) and computes x * scale + b after the bias-free conv; it must be used, not refused
+    torch.manual_seed(0)
+    sizes = [32, 32, 16, 8]
+    old, blocks = {}, [(32, 32, 4, 3, False), (32, 32, 3, 1, False), (32, 16, 3, 1, True), (16, 16, 3, 1, False),
+                       (16, 8, 3, 1, True), (8, 8, 3, 1, False)]
+    for i, (cin, cout, k, _, _) in enumerate(blocks):
+        old[f"features.{i}.conv.weight"] = torch.randn(cout, cin, k, k)
+        old[f"features.{i}.wscale.scale"] = torch.rand(1) * 0.1 + 0.01
+        old[f"features.{i}.wscale.b"] = torch.randn(cout) * 0.1
+    old["output.conv.weight"], old["output.wscale.scale"] = torch.randn(3, 8, 1, 1), torch.rand(1) * 0.1 + 0.01
+    old["output.wscale.b"] = torch.randn(3) * 0.1
+    torch.save(old, tmp_path / "old_port.pth")
+    gen = load_checkpoint(tmp_path / "old_port.pth")
+    assert gen.resolution == 16 and gen.model.sizes == sizes
+
+    def pixel_norm(x):
+        return x / torch.sqrt(torch.mean(x ** 2, dim=1, keepdim=True) + 1e-8)
+
+    z = gen.sample_latents(2, seed=3)
+    x = z.view(2, -1, 1, 1)
+    for i, (_, _, _, pad, up) in enumerate(blocks):
+        x = pixel_norm(x)
+        if up:
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+        x = F.conv2d(x, old[f"features.{i}.conv.weight"], padding=pad)
+        x = F.leaky_relu(x * old[f"features.{i}.wscale.scale"] + old[f"features.{i}.wscale.b"].view(1, -1, 1, 1), 0.2)
+    want = F.conv2d(pixel_norm(x), old["output.conv.weight"]) * old["output.wscale.scale"] + old["output.wscale.b"].view(1, -1, 1, 1)
+    torch.testing.assert_close(gen.generate(z), want, atol=1e-4, rtol=1e-4)
+
 def test_stylegan2_checkpoint_with_truncation(tmp_path):
     torch.manual_seed(4)
     reference = stylegan2.StyleGAN2Generator(32)
@@ -278,6 +310,28 @@ def test_places365_vgg16_classifies_dissects_and_ablates(places_vgg):
     assert count_hooks(clf.model) == 0
 
 
+
+def test_places365_vgg16_with_network_dissections_research_names(places_vgg, tmp_path):
+    # davidbau/dissect experiment/oldvgg16.py: vgg16_places365-0bafbc55.pth names torchvision's modules by role
+    names = ["conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1", "conv2_1", "relu2_1", "conv2_2", "relu2_2", "pool2",
+             "conv3_1", "relu3_1", "conv3_2", "relu3_2", "conv3_3", "relu3_3", "pool3", "conv4_1", "relu4_1",
+             "conv4_2", "relu4_2", "conv4_3", "relu4_3", "pool4", "conv5_1", "relu5_1", "conv5_2", "relu5_2",
+             "conv5_3", "relu5_3", "pool5"]
+    fc = ["fc6", "relu6", "drop6", "fc7", "relu7", "drop7", "fc8a"]
+    reference, _, class_file = places_vgg
+    state = {}
+    for k, v in reference.state_dict().items():
+        part, idx, rest = k.split(".")
+        state[f"{part}.{(names if part == 'features' else fc)[int(idx)]}.{rest}"] = v
+    assert "features.conv5_3.weight" in state and "classifier.fc8a.weight" in state
+    torch.save(state, tmp_path / "vgg16_places365-0bafbc55.pth")
+    clf = ganviz.load_checkpoint(tmp_path / "vgg16_places365-0bafbc55.pth", class_names=class_file)
+    assert clf.layer_titles["features.29"] == "conv5_3"
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = reference(Normalize((0, 1), ganviz.adapters.IMAGENET_MEAN, ganviz.adapters.IMAGENET_STD)(images))
+    torch.testing.assert_close(clf.logits(images), want)
+
 def test_resnet_classifier_and_a_module_with_its_own_preprocessing(tmp_path):
     torch.manual_seed(6)
     model = resnet.resnet(18, 10).eval()
@@ -357,6 +411,11 @@ def test_a_crafted_checkpoint_is_refused_without_running_code(tmp_path):
     torch.save({"state_dict": {"layer1.conv.weight": torch.zeros(1)}, "payload": _Payload(marker)}, tmp_path / "evil.pth")
     with pytest.raises(CheckpointError, match="refused to load .*weights_only"):
         ganviz.load_checkpoint(tmp_path / "evil.pth")
+    assert not marker.exists()
+    # a pickle renamed to .safetensors is not read as one either, and the error says why
+    (tmp_path / "evil.safetensors").write_bytes((tmp_path / "evil.pth").read_bytes())
+    with pytest.raises(CheckpointError, match="cannot read .*evil.safetensors as a safetensors file"):
+        ganviz.load_checkpoint(tmp_path / "evil.safetensors")
     assert not marker.exists()
     torch.load(tmp_path / "evil.pth", weights_only=False)  # the file really was malicious
     assert marker.read_text() == "code ran"

@@ -136,17 +136,40 @@ def _renumber_old(state: Mapping[str, Tensor]) -> Dict[str, Tensor]:
     return out
 
 
+def _fold_stored_scales(state: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """Fold stored ``*.wscale.scale`` values into the conv weights and drop them.
+
+    The older PyTorch port (``features.{i}`` / ``output`` naming, ptrblck/prog_gans_pytorch_inference) keeps the
+    equalised-lr scale as a parameter ``wscale.scale`` (shape ``(1,)``); here it is the constant
+    ``gain / sqrt(C_in)``.  Since the scale multiplies the bias-free conv output, ``conv(x, W) * stored`` equals
+    ``conv(x, W * stored / constant) * constant``: the file's own scale is kept exactly.
+    """
+    for key in [k for k in state if k.endswith(".wscale.scale")]:
+        prefix = key[:-len("wscale.scale")]
+        stored = state.pop(key)
+        w = state.get(prefix + "conv.weight")
+        if w is None or w.ndim != 4 or stored.numel() != 1:
+            raise CheckpointError(f"{key} should be a one-element scale next to a 4-d {prefix}conv.weight")
+        gain = 1.0 if prefix.startswith("output") else math.sqrt(2) / w.shape[-1]
+        state[prefix + "conv.weight"] = w * (stored.reshape(()).to(w.dtype) / (gain / math.sqrt(w.shape[1])))
+    return state
+
+
 def normalise_state_dict(state: Mapping[str, Tensor]) -> Dict[str, Tensor]:
-    """Accept the older ``features.{i}`` naming and a bare ``output.`` prefix; return ``layer{i}`` naming."""
+    """Accept the older ``features.{i}`` naming and a bare ``output.`` prefix; return ``layer{i}`` naming.
+
+    Stored ``wscale.scale`` parameters (older port) are folded into the conv weights (see
+    :func:`_fold_stored_scales`).
+    """
     state = dict(state)
     if "features.0.conv.weight" in state:
-        return _renumber_old(state)
+        return _fold_stored_scales(_renumber_old(state))
     if any(k.startswith("output.") for k in state):
         n = sum(1 for k in state if re.match(r"layer\d+\.conv\.weight$", k))
         res = 4 * 2 ** ((n - 1) // 2)
         state = {(f"output_{res}x{res}." + k[len("output."):] if k.startswith("output.") else k): v
                  for k, v in state.items()}
-    return state
+    return _fold_stored_scales(state)
 
 
 def sizes_from_state_dict(state: Mapping[str, Tensor]) -> List[int]:

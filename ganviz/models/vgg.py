@@ -1,10 +1,14 @@
 """VGG-16 with torchvision's module names (``features.N``, ``classifier.{0,3,6}``), built without torchvision.
 
 A torchvision-format state dict (ImageNet, 1000 classes) or a Places365 one (365 classes) loads into it directly.
+The Places365 VGG-16 of Network Dissection's PyTorch release (``vgg16_places365-0bafbc55.pth``, loaded by
+``experiment/oldvgg16.py`` in davidbau/dissect) names the same modules ``features.conv1_1`` ... ``features.conv5_3``
+and ``classifier.fc6`` / ``fc7`` / ``fc8a``; :func:`normalise_state_dict` renames them.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple, Union
+import re
+from typing import Dict, List, Mapping, Tuple, Union
 
 import torch
 from torch import nn
@@ -60,3 +64,30 @@ def conv_layer_names(model: VGG) -> Dict[str, str]:
             k += 1
             names[f"conv{block}_{k}"] = f"features.{i}"
     return names
+
+
+CLASSIFIER_NAMES = {"fc6": 0, "fc7": 3, "fc8": 6, "fc8a": 6}
+"""Research names of the classifier's linear layers (davidbau/dissect ``oldvgg16``) -> torchvision indices."""
+
+
+def normalise_state_dict(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Rename ``features.conv{b}_{k}.*`` / ``classifier.fc6|fc7|fc8a.*`` to torchvision's indices (VGG-16, no BN);
+    a torchvision-named state dict is returned unchanged."""
+    if not any(re.match(r"features\.conv\d+_\d+\.", k) for k in state):
+        return dict(state)
+    index, i, block, k = {}, 0, 1, 0
+    for v in VGG16_CONFIG:
+        if v == "M":
+            block, k, i = block + 1, 0, i + 1
+        else:
+            k += 1
+            index[f"conv{block}_{k}"] = i
+            i += 2  # conv, relu
+    out: Dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        m = re.match(r"(features|classifier)\.([a-z]+\d+(?:_\d+|a)?)\.(.*)$", key)
+        table = index if m and m.group(1) == "features" else CLASSIFIER_NAMES
+        if m and m.group(2) in table:
+            key = f"{m.group(1)}.{table[m.group(2)]}.{m.group(3)}"
+        out[key] = value
+    return out
