@@ -76,8 +76,9 @@ def bundled():
 @pytest.mark.bundled
 @pytest.mark.slow
 def test_generated_images_invert_far_better_than_rendered_scenes_and_the_losses_match_the_omissions(bundled):
-    """20 images G(z) come back at >= 30 dB on average; 20 rendered scenes (never seen by the GAN) clearly worse,
-    and what their reconstructions lose includes what the distribution-level report finds under-produced."""
+    """20 images G(z) come back at >= 30 dB on average; 20 rendered scenes (never seen by the GAN) clearly worse;
+    what their latent-only reconstructions lose includes what the distribution-level report finds
+    under-produced."""
     from ganviz.omission import compare, generated_statistics, missing_concepts, segment_statistics
     from ganviz.zoo.evaluate import held_out
 
@@ -91,11 +92,17 @@ def test_generated_images_invert_far_better_than_rendered_scenes_and_the_losses_
     mean_fake = sum(r.psnr for r in fits_fake) / 20
     mean_real = sum(r.psnr for r in fits_real) / 20
     assert mean_fake >= 30 and mean_real <= mean_fake - 5, (mean_fake, mean_real)
-    lost = {c for r in fits_real for c in missing_concepts(segmenter, r.target, r.image, names)}
+    # what the generator's own distribution (a latent alone) cannot reproduce of each scene ...
+    latent_only = Inverter(generator, encoder, steps=150)
+    lost = [missing_concepts(segmenter, r.target, r.image, names) for r in (latent_only(x[None]) for x in real)]
+    lost_with_layer = [missing_concepts(segmenter, r.target, r.image, names) for r in fits_real]
     many, _, _ = held_out(400, seed=4)
     report = compare(generated_statistics(generator, segmenter, names, n=400, seed=3),
                      segment_statistics(many, segmenter, names))
-    assert lost & set(report.under_produced(threshold=0.35)), (lost, report.relative_area())
+    # ... includes what the distribution-level report finds under-produced; layer4's freedom recovers most of it
+    under = set(report.under_produced(threshold=0.35))
+    assert {c for names_ in lost for c in names_} & under, (lost, report.relative_area())
+    assert sum(map(len, lost_with_layer)) * 3 <= sum(map(len, lost)), (lost_with_layer, lost)
 
 
 @pytest.mark.bundled
@@ -109,9 +116,11 @@ def test_finetuning_a_rendered_scene_gains_5_db_and_painting_still_works(bundled
     result = dissection("toy-gan", "layer4", generator, progress=False)
     real, _, _ = held_out(3, seed=21)
     for i in range(3):
+        latent_only = Inverter(generator, encoder, steps=300)(real[i:i + 1])
         inverted = Inverter(generator, encoder, layer="layer4")(real[i:i + 1])
         tuned = finetune(generator, inverted)
-        assert tuned.psnr >= inverted.psnr + 5, (i, inverted.psnr, tuned.psnr)
+        assert tuned.psnr >= latent_only.psnr + 5, (i, latent_only.psnr, tuned.psnr)  # the issue's bar
+        assert tuned.psnr >= inverted.psnr + 3, (i, inverted.psnr, tuned.psnr)        # and over layer4 features
         painter = Painter(generator, "layer4", result, inverted.z)
         painter.set_inversion(tuned)
         assert np.abs(painter.original().astype(int) - ganviz.to_uint8(tuned.image[0], (-1, 1))).max() <= 1

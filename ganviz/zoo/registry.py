@@ -126,13 +126,15 @@ def load(name: str, device: str | torch.device = "cpu", folder: str | Path | Non
     return model, meta
 
 
-def save_weights(name: str, model: nn.Module, folder: str | Path | None = None, extra: dict | None = None) -> Path:
-    """Write ``model``'s weights as safetensors and record their sha256 in the folder's manifest."""
+def save_weights(name: str, model: nn.Module, folder: str | Path | None = None, extra: dict | None = None,
+                 dtype: torch.dtype = torch.float32) -> Path:
+    """Write ``model``'s weights as safetensors (floats as ``dtype``; loading casts them back to the model's) and
+    record their sha256 in the folder's manifest."""
     from safetensors.torch import save_file
 
     folder = Path(folder) if folder is not None else WEIGHTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().float().contiguous().cpu() if v.is_floating_point() else v.detach().contiguous().cpu()
+    state = {k: v.detach().to(dtype).contiguous().cpu() if v.is_floating_point() else v.detach().contiguous().cpu()
              for k, v in model.state_dict().items()}
     path = folder / f"{name}.safetensors"
     tmp = path.with_suffix(".tmp")
