@@ -68,7 +68,7 @@ def click(page, name):
 def test_app_paints_undoes_resets_and_removes(app, segmenter, shots):
     page = app
     canvas = page.locator("canvas.ganviz-paint-canvas")
-    status = page.locator(".ganviz-app .ganviz-status")
+    status = page.locator(".ganviz-app .ganviz-paint > .ganviz-status")
     original = wait_canvas_settled(canvas, None)
     assert original.shape == (64 * SCALE, 64 * SCALE, 3) and original.std() > 10, "the canvas shows no scene"
     shots(page, "paint-app-loaded")
@@ -144,18 +144,20 @@ def test_app_uploads_a_photo_shows_the_inversion_and_paints_on_it(app, segmenter
     path = tmp_path / "my-house.png"
     Image.fromarray(scene.image).save(path)
     photo = np.asarray(Image.fromarray(scene.image).resize((64, 64), Image.LANCZOS))
-    page.locator(".ganviz-paint-upload input[type=file]").set_input_files(str(path))
+    with page.expect_file_chooser() as chooser:      # the upload button opens the browser's file dialog
+        page.locator(".ganviz-paint-upload").click()
+    chooser.value.set_files(str(path))
 
     # progress while it runs: the step counter in the status line and the bar move
     seen = wait_text_contains(status, "step", timeout_s=60)
     shots(page, "paint-app-inverting")
-    assert image_digest(page.locator(".ganviz-inv-recon img")) is not None, "no reconstruction shown while inverting"
+    assert image_digest(page.locator("img.ganviz-inv-recon")) is not None, "no reconstruction shown while inverting"
     later = wait_text_change(status, seen, timeout_s=60)
     assert "step" in later or "PSNR" in later, later
     wait_text_contains(status, "PSNR", timeout_s=240)
     psnr = float(re.search(r"PSNR ([\d.]+) dB", status.inner_text()).group(1))
     assert psnr >= 30, status.inner_text()     # inversion + fine-tuning of the 64x64 photo
-    diff = page.locator(".ganviz-inv-diff img")
+    diff = page.locator("img.ganviz-inv-diff")
     wait_image_loaded(diff)
     assert image_size(diff)["natural"] == [64, 64], "the difference view shows no 64x64 image"
     shots(page, "paint-app-photo-inverted")
