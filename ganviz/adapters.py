@@ -229,7 +229,22 @@ class GeneratorAdapter:
         z = self.sample_latents(1, seed) if z is None else z
         return Painter(self.model, result.layer, result, z, **{"output_range": self.output_range, **kwargs})
 
+    def inverter(self, layer: Optional[str] = None, encoder: Optional[nn.Module] = None, **kwargs: Any):
+        """An :class:`ganviz.inversion.Inverter` at ``layer`` (default: ``default_layer``; starts from random
+        latents unless an ``encoder`` is given); ``kwargs`` set steps, ``finetune_steps`` and so on."""
+        from .inversion import Inverter
+
+        return Inverter(self.model, encoder, layer=layer or self.default_layer,
+                        **{"output_range": tuple(self.output_range), **kwargs})
+
     # -- widgets ------------------------------------------------------------------------------------------------
+    def inversion_view(self, inverter: Any = None, **kwargs: Any):
+        """An :class:`ganviz.widgets.InversionView` (default inverter: :meth:`inverter` with fine-tuning)."""
+        from .widgets import InversionView
+
+        kwargs.setdefault("width", max(192, min(self.resolution, 384)))
+        return InversionView(inverter or self.inverter(finetune_steps=300), **kwargs)
+
     def _common(self, kwargs: Dict[str, Any]) -> Dict[str, Any]:
         return {"z_dim": self.z_dim, "output_range": self.output_range, **kwargs}
 

@@ -164,6 +164,14 @@ def _exercise_generator(gen, layer, tmp_path):
     shown = board.images.copy()
     board.set_all(0.0)
     assert board.last_error is None and (board.images != shown).any()
+    # invert one of its own images (a few steps), fine-tune, and show it in the inversion view
+    target = gen.images(gen.sample_latents(1, seed=4))[0]
+    view = gen.inversion_view(gen.inverter(layer, steps=3, layer_steps=5, finetune_steps=3), target=target,
+                              background=False)
+    view.run()
+    view.wait()
+    assert view.last_error is None and view.result.steps == 11 and view.result.generator is not None
+    assert view.result.image.shape == (1, 3, r, r) and "PSNR" in view.status.value
     assert count_hooks(gen.model) == 0
     return result
 
