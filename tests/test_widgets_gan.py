@@ -1,5 +1,6 @@
 """GAN widgets driven the way the front end drives them (canvas mouse events, buttons, uploads)."""
 import io
+import sys
 import re
 from datetime import datetime
 
@@ -176,3 +177,18 @@ def test_where_can_it_go_shows_the_context(gen, result, tmp_path):
     assert view.map.rate_in("wall") == 1.0 and view.map.rate_in("sky") == 0.0
     assert "100% of wall locations" in view.readout.value and "0% of sky locations" in view.readout.value
     assert Image.open(view.save(tmp_path / "where.png")).size[0] > 64
+
+
+def test_colab_gets_its_custom_widget_manager(monkeypatch):
+    import types
+
+    import ganviz.widgets as widgets
+
+    calls = []
+    output = types.SimpleNamespace(enable_custom_widget_manager=lambda: calls.append(1))
+    colab = types.ModuleType("google.colab")
+    colab.output = output
+    assert widgets._enable_colab_widgets() is False and calls == []  # not on Colab: nothing happens
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    assert widgets._enable_colab_widgets() is True and calls == [1]
