@@ -9,7 +9,7 @@ from .formats import load_checkpoint
 from .dissect import (DatasetSource, DissectionResult, GeneratorSource, TensorSource, ToyWorldSource, UnitLabel,
                       dissect_classifier, dissect_generator)
 from .imaging import colorize_labels, from_uint8, make_grid, png_bytes, to_uint8
-from .metrics import fid, frechet_distance, layer_features
+from .metrics import fid, frechet_distance, inception_features, layer_features
 from .stats import IoUTally, Mean, Quantile, TopK, Variance, load_stats, merge_all, save_stats
 from .toyworld import CONCEPTS, SCENE_CLASSES, ToyWorld
 from .trace import (Ablate, Compose, Edit, LayerNotFoundError, Replace, Scale, SetLevel, Trace, count_hooks,
@@ -25,5 +25,5 @@ __all__ = [
     "Edit", "Ablate", "Scale", "SetLevel", "Replace", "Compose",
     "TopK", "Quantile", "IoUTally", "Mean", "Variance", "merge_all", "save_stats", "load_stats",
     "dissect_classifier", "dissect_generator", "DissectionResult", "UnitLabel", "ToyWorldSource", "TensorSource",
-    "DatasetSource", "GeneratorSource", "frechet_distance", "fid", "layer_features", "to_uint8", "from_uint8", "colorize_labels", "make_grid", "png_bytes",
+    "DatasetSource", "GeneratorSource", "frechet_distance", "fid", "inception_features", "layer_features", "to_uint8", "from_uint8", "colorize_labels", "make_grid", "png_bytes",
 ]

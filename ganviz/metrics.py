@@ -1,6 +1,7 @@
 """Distribution metrics: Frechet distance between feature sets, segmentation accuracy and IoU."""
 from __future__ import annotations
 
+import os
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -97,12 +98,59 @@ def bundled_classifier_features() -> FeatureExtractor:
     return layer_features(classifier, "conv5_3")
 
 
+INCEPTION_VARIANTS = ("auto", "torchvision", "fid")
+
+
+def inception_features(path: str | os.PathLike[str], device: str | torch.device = "cpu", variant: str = "auto",
+                       batch: int = 50) -> FeatureExtractor:
+    """The usual FID features: Inception-v3's 2048-d pooled features, from a weights file you supply.
+
+    ``path``: a torchvision ``inception_v3`` state dict (e.g. ``inception_v3_google-0cc3c7bd.pth``; with or
+    without ``AuxLogits.*``) or pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` (the TensorFlow FID
+    network, which published FID values use); read safely by :func:`ganviz.checkpoints.load_state`, nothing is
+    downloaded.  ``variant``: ``"auto"`` tells them apart from ``fc.weight`` (1000 vs 1008 classes),
+    ``"torchvision"`` / ``"fid"`` force one.  Images in [-1, 1] are resized to 299x299 (bilinear, as pytorch-fid)
+    and fed in [-1, 1] (pytorch-fid), or ImageNet-normalised for the torchvision weights, which the model maps
+    back to [-1, 1] as torchvision's pretrained ``inception_v3`` does (``transform_input``).  Missing,
+    unexpected or mis-shaped keys raise :class:`~ganviz.checkpoints.CheckpointError` naming them.  The network
+    is available as the extractor's ``model`` attribute.
+    """
+    from .adapters import IMAGENET_MEAN, IMAGENET_STD
+    from .checkpoints import CheckpointError, load_into, load_state
+    from .models import inception
+
+    if variant not in INCEPTION_VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; variants: {', '.join(INCEPTION_VARIANTS)}")
+    state, _ = load_state(path)
+    try:
+        detected = inception.variant_from_state_dict(state)
+    except ValueError as err:
+        if variant == "auto" or "fc.weight" not in state:
+            raise CheckpointError(f"{path}: {err}") from None
+        detected = variant
+    variant = detected if variant == "auto" else variant
+    fid_net = variant == "fid"
+    aux = any(k.startswith("AuxLogits.") for k in state)
+    model = inception.Inception3(int(state["fc.weight"].shape[0]), aux_logits=aux, transform_input=not fid_net,
+                                 fid=fid_net)
+    what = "pytorch-fid's FID Inception-v3" if fid_net else "torchvision's Inception-v3"
+    load_into(model, inception.complete_state_dict(state), what)
+    model.to(device).eval()
+    if fid_net:
+        extract = layer_features(model, "avgpool", size=299, batch=batch)
+    else:
+        extract = layer_features(model, "avgpool", size=299, mean=IMAGENET_MEAN, std=IMAGENET_STD, batch=batch)
+    extract.model = model  # type: ignore[attr-defined]
+    return extract
+
+
 def fid(real: torch.Tensor, fake: torch.Tensor, extractor: Optional[FeatureExtractor] = None) -> float:
     """Frechet distance between the features of two image sets ``(N, 3, H, W)`` in [-1, 1].
 
     ``extractor`` defaults to :func:`bundled_classifier_features` (meaningful for toy-world images); pass
-    ``layer_features(inception, "avgpool", size=299, mean=..., std=...)`` for the usual Inception FID when you
-    have an Inception network and its weights.  Values from different extractors are not comparable.
+    ``inception_features("pt_inception-2015-12-05-6726825d.pth")`` for the usual Inception FID when you have
+    the weights file, or ``layer_features(model, layer, ...)`` for any network.  Values from different
+    extractors are not comparable.
     """
     for name, x in (("real", real), ("fake", fake)):
         if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 3:
