@@ -124,8 +124,21 @@ def check_keys(module: nn.Module, state: Mapping[str, Tensor], what: str = "") -
     raise CheckpointError(f"the state dict does not fit {name}: " + "; ".join(parts))
 
 
+def complete_counters(module: nn.Module, state: Mapping[str, Tensor]) -> Dict[str, Tensor]:
+    """Add the BatchNorm ``num_batches_tracked`` counters that files saved before PyTorch 0.4.1 lack (torchvision's
+    older ResNet, VGG-BN and Inception weights); they only matter in training.  Other keys are unchanged."""
+    out = dict(state)
+    for key in module.state_dict():
+        if key.endswith("num_batches_tracked") and key not in out \
+                and key[: -len("num_batches_tracked")] + "running_mean" in out:
+            out[key] = torch.tensor(0, dtype=torch.long)
+    return out
+
+
 def load_into(module: nn.Module, state: Mapping[str, Tensor], what: str = "") -> nn.Module:
-    """Check ``state`` against ``module`` (see :func:`check_keys`), load it strictly and return the module."""
+    """Check ``state`` against ``module`` (see :func:`check_keys`; missing BatchNorm counters are filled in), load
+    it strictly and return the module."""
+    state = complete_counters(module, state)
     check_keys(module, state, what)
     module.load_state_dict(dict(state), strict=True)
     return module

@@ -134,7 +134,7 @@ def inception_features(path: str | os.PathLike[str], device: str | torch.device 
     model = inception.Inception3(int(state["fc.weight"].shape[0]), aux_logits=aux, transform_input=not fid_net,
                                  fid=fid_net)
     what = "pytorch-fid's FID Inception-v3" if fid_net else "torchvision's Inception-v3"
-    load_into(model, inception.complete_state_dict(state), what)
+    load_into(model, state, what)
     model.to(device).eval()
     if fid_net:
         extract = layer_features(model, "avgpool", size=299, batch=batch)

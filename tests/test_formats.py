@@ -474,3 +474,13 @@ def test_formats_on_cuda(tmp_path):
     _exercise_generator(sg, "convs.3", tmp_path)
     clf = load_checkpoint(save_random_checkpoint("resnet", tmp_path / "r.pth", num_classes=10), device="cuda")
     assert clf.logits(torch.rand(2, 3, 64, 64)).device.type == "cuda"
+
+
+def test_old_files_without_batchnorm_counters_load(tmp_path):
+    # torchvision's early ResNet weights (saved before PyTorch 0.4.1) have no num_batches_tracked entries
+    reference = resnet.resnet(18).eval()
+    state = {k: v for k, v in reference.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save(state, tmp_path / "resnet18-old.pth")
+    clf = ganviz.load_checkpoint(tmp_path / "resnet18-old.pth")
+    x = torch.rand(1, 3, 64, 64)
+    torch.testing.assert_close(clf.model(x), reference(x))

@@ -260,17 +260,6 @@ def variant_from_state_dict(state: Mapping[str, Tensor]) -> str:
                      f"(1000, 2048) for torchvision's or ({FID_CLASSES}, 2048) for pytorch-fid's); pass variant=")
 
 
-def complete_state_dict(state: Mapping[str, Tensor]) -> Dict[str, Tensor]:
-    """Add ``num_batches_tracked`` counters missing from files saved before PyTorch 0.4.1 (such as torchvision's
-    ``inception_v3_google`` weights); they only matter in training.  Other keys are returned unchanged."""
-    out = dict(state)
-    for key in list(state):
-        if key.endswith(".running_mean"):
-            counter = key[: -len("running_mean")] + "num_batches_tracked"
-            out.setdefault(counter, torch.tensor(0, dtype=torch.long))
-    return out
-
-
 __all__: List[str] = ["Inception3", "BasicConv2d", "InceptionA", "InceptionB", "InceptionC", "InceptionD",
                       "InceptionE", "InceptionAux", "inception_v3", "fid_inception_v3", "variant_from_state_dict",
-                      "complete_state_dict", "FID_CLASSES", "POOLS"]
+                      "FID_CLASSES", "POOLS"]
