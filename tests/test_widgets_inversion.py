@@ -115,3 +115,10 @@ def test_grid_names_per_image_what_the_reconstruction_lost(gen):
     assert grid.render().shape[0] > 3 * 32 * 2
     with pytest.raises(ValueError, match="no images"):
         InversionGrid(Inverter(gen), np.zeros((0, 32, 32, 3), np.uint8), scene_segmenter, SCENE_CONCEPTS)
+
+
+def test_before_any_target_the_pictures_are_blank_not_broken(gen):
+    view = _view(gen)
+    for image in (view.target_image, view.recon_image, view.diff_image, view.plot):
+        assert bytes(image.value).startswith(b"\x89PNG")
+    assert "upload an image" in view.status.value

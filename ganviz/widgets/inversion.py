@@ -99,7 +99,10 @@ class InversionView(ViewBase):
         self.stop_button.on_click(self.guard(lambda b: self.stop()))
         if target is not None:
             self.set_target(target)
-        else:
+        else:  # blank pictures until an upload (an empty image widget shows a broken-image icon)
+            blank = png_bytes(np.full((self.size, self.size, 3), 235, np.uint8))
+            self.target_image.value = self.recon_image.value = self.diff_image.value = blank
+            self.plot.value = loss_curve([], inverter.total_steps)
             self.say("upload an image (PNG or JPEG) to see what the generator can reproduce of it")
 
     # -- inputs -------------------------------------------------------------------------------------------------
