@@ -6,6 +6,22 @@ import torch
 from ganviz.zoo.arch import ToyGenerator, ToySegmenter, ToyVGG
 
 
+class Bomb(torch.nn.Module):
+    """Identity, or raises ``error`` when armed (a KeyboardInterrupt only once, like one Ctrl+C)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.error: BaseException | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.error is not None:
+            error = self.error
+            if isinstance(error, KeyboardInterrupt):
+                self.error = None
+            raise error
+        return x
+
+
 def classifier() -> ToyVGG:
     """A randomly initialised toy classifier, identical in every process (fixed seed)."""
     torch.manual_seed(0)

@@ -16,18 +16,7 @@ from ganviz.trace import LayerNotFoundError, count_hooks
 from ganviz.unitviz import images_and_maps
 from ganviz.zoo.evaluate import classifier_features
 
-
-class Bomb(nn.Module):
-    """Identity, or raises ``error`` when armed."""
-
-    def __init__(self):
-        super().__init__()
-        self.error = None
-
-    def forward(self, x):
-        if self.error is not None:
-            raise self.error
-        return x
+from _factories import Bomb
 
 
 def tiny():

@@ -8,6 +8,8 @@ import ganviz
 from ganviz.inversion import Inverter, finetune, invert, psnr, reconstruct
 from ganviz.trace import Ablate, LayerNotFoundError, count_hooks
 
+from _factories import Bomb
+
 
 class Tiny(nn.Sequential):
     z_dim = 4
@@ -193,27 +195,11 @@ def test_encoder_gives_the_starting_latent():
     assert result.psnr > 60 and torch.allclose(result.z, z)
 
 
-class _Bomb(nn.Module):
-    """Identity, or raises ``error`` (a KeyboardInterrupt only once: one Ctrl+C)."""
-
-    def __init__(self):
-        super().__init__()
-        self.error = None
-
-    def forward(self, x):
-        if self.error is not None:
-            error = self.error
-            if isinstance(error, KeyboardInterrupt):
-                self.error = None
-            raise error
-        return x
-
-
 @pytest.mark.parametrize("case", ["normal", "unknown layer", "raises", "interrupt"])
 @pytest.mark.parametrize("entry", ["invert", "finetune", "inverter"])
 def test_no_hook_left_and_the_generator_restored(entry, case):
     g = Tiny()
-    g.bomb = _Bomb()  # after the output: every forward pass goes through it
+    g.bomb = Bomb()  # after the output: every forward pass goes through it
     target = torch.zeros(1, 3, 4, 4)
     start = invert(g, target, steps=2, layer="unflat", layer_steps=2)
     layer = "nope" if case == "unknown layer" else "unflat"
