@@ -1,6 +1,7 @@
 """Inversion views: target, reconstruction and difference with live progress; a grid naming what was lost."""
 from __future__ import annotations
 
+import io
 import threading
 import time
 from typing import Any, Callable, List, Optional, Sequence
@@ -22,10 +23,7 @@ def loss_curve(losses: Sequence[float], total: int, marks: Sequence[int] = (), s
                phases: Sequence[str] = ()) -> bytes:
     """A small log-scale loss plot as PNG bytes; ``marks`` are steps where a new phase began, ``phases`` the
     phases' names (one more than ``marks``), written above the plot."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # no pyplot: the notebook's backend is left alone
 
     fig = Figure(figsize=size, dpi=80)
     ax = fig.add_subplot(111)
@@ -41,8 +39,6 @@ def loss_curve(losses: Sequence[float], total: int, marks: Sequence[int] = (), s
     ax.set_ylabel("loss", fontsize=8)
     ax.tick_params(labelsize=7)
     fig.tight_layout(pad=0.3)
-    import io
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
