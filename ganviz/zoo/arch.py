@@ -48,16 +48,19 @@ class ToyVGG(nn.Module):
 class ToyGenerator(nn.Module):
     """A Progressive-GAN-style generator: ``layer1`` ... ``layer8`` from a 128-d latent to a 64x64 RGB image.
 
-    Resolutions 4, 4, 8, 8, 16, 16, 32, 64 with widths 256, 256, 256, 256, 128, 128, 64, 32 (BatchNorm + ReLU);
+    Resolutions 4, 4, 8, 8, 16, 16, 32, 64 with widths 256, 256, 256, 256, 128, 128, 96, 64 (BatchNorm + ReLU;
+    upsampling is nearest-neighbour followed by the block's 3x3 conv, which avoids transposed-conv checkerboards);
     ``output`` is a 3x3 conv to RGB followed by tanh, so images are in [-1, 1].
     """
 
     resolutions = (4, 4, 8, 8, 16, 16, 32, 64)
     widths = (256, 256, 256, 256, 128, 128, 64, 32)
 
-    def __init__(self, z_dim: int = 128):
+    def __init__(self, z_dim: int = 128, widths: tuple[int, ...] | None = None):
         super().__init__()
         self.z_dim = z_dim
+        if widths is not None:
+            self.widths = tuple(widths)
         w0 = self.widths[0]
         self.layer1 = nn.Sequential(OrderedDict(
             fc=nn.Linear(z_dim, w0 * 16, bias=False), unflatten=nn.Unflatten(1, (w0, 4, 4)),
@@ -100,14 +103,41 @@ class ToyEncoder(nn.Module):
         return self.latent(self.features(x))
 
 
-class ToyDiscriminator(nn.Module):
-    """The generator's mirror for training: spectral-normalised convs with LeakyReLU, 64x64 -> one score."""
+class MinibatchStd(nn.Module):
+    """Append the mean standard deviation of features across groups of samples as one channel (Progressive GAN):
+    the discriminator sees the batch's diversity, which discourages the generator from dropping modes."""
 
-    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256, 256)):
+    def __init__(self, group: int = 4):
+        super().__init__()
+        self.group = group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        g = min(self.group, n)
+        if n % g:
+            g = 1
+        y = x.float().reshape(g, -1, c, h, w)
+        y = (y.var(0, unbiased=False) + 1e-8).sqrt().mean((1, 2, 3))  # one value per group
+        y = y.to(x.dtype).reshape(-1, 1, 1, 1).repeat(g, 1, h, w)
+        return torch.cat([x, y], 1)
+
+
+class ToyDiscriminator(nn.Module):
+    """The generator's mirror for training: spectral-normalised convs with LeakyReLU, 64x64 -> one score.
+
+    Each resolution has a 3x3 conv before its stride-2 4x4 conv; a minibatch standard-deviation channel and one
+    more 3x3 conv precede the linear head at 4x4.
+    """
+
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256, 256), mbstd: bool = True):
         super().__init__()
         layers: list[nn.Module] = [spectral_norm(nn.Conv2d(3, widths[0], 3, padding=1)), nn.LeakyReLU(0.2)]
         for a, b in zip(widths[:-1], widths[1:]):
-            layers += [spectral_norm(nn.Conv2d(a, b, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
+            layers += [spectral_norm(nn.Conv2d(a, a, 3, padding=1)), nn.LeakyReLU(0.2),
+                       spectral_norm(nn.Conv2d(a, b, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
+        if mbstd:
+            layers += [MinibatchStd(), spectral_norm(nn.Conv2d(widths[-1] + 1, widths[-1], 3, padding=1)),
+                       nn.LeakyReLU(0.2)]
         self.features = nn.Sequential(*layers)
         self.head = spectral_norm(nn.Linear(widths[-1] * 16, 1))
 

@@ -241,11 +241,50 @@ def recalibrate_batchnorm(generator: nn.Module, z_dim: int, batches: int = 40, b
     return generator.eval()
 
 
+def _autocast_dtype(device: torch.device, mode: str) -> torch.dtype | None:
+    """bf16 autocast where the hardware computes bf16 natively (CUDA, or CPUs with AVX512-BF16/AMX); float32
+    elsewhere: on a CPU without it, bf16 is emulated and a GAN step takes about twice as long as in float32."""
+    if mode == "off":
+        return None
+    if mode == "bf16" or device.type == "cuda":
+        return torch.bfloat16
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    return torch.bfloat16 if ("avx512_bf16" in flags or "amx_bf16" in flags) else None
+
+
+def _r1_penalty(D: nn.Module, real: torch.Tensor) -> torch.Tensor:
+    """Zero-centred gradient penalty on real images (Mescheder et al. 2018): mean squared norm of dD/dx."""
+    real = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(real).sum(), real, create_graph=True)
+    return grad.float().pow(2).sum((1, 2, 3)).mean()
+
+
+def _init_generator(G: nn.Module, source: str | None) -> None:
+    """Warm-start ``G`` from the bundled toy-gan (``bundled``) or a safetensors file, when asked."""
+    if not source:
+        return
+    from safetensors.torch import load_file
+
+    from .registry import WEIGHTS_DIR, _read_manifest
+
+    path = WEIGHTS_DIR / _read_manifest(WEIGHTS_DIR)["toy-gan"]["file"] if source == "bundled" else Path(source)
+    G.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+    print(f"generator initialised from {path}")
+
+
 def train_gan(args) -> nn.Module:
+    """Hinge-loss GAN with a spectral-normalised discriminator (minibatch-std channel), lazy R1 penalty on reals
+    every ``--r1-every`` steps, equal learning rates, Adam(0, 0.99) and an EMA generator; float32 unless bf16 is
+    native (see :func:`_autocast_dtype`); on CUDA when available."""
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     images, _, _ = render_dataset(args.data, args.world_seed, args.workers)
     torch.manual_seed(args.seed)
-    G = ToyGenerator(args.z_dim).to(memory_format=torch.channels_last)
-    D = ToyDiscriminator().to(memory_format=torch.channels_last)
+    G = ToyGenerator(args.z_dim).to(device, memory_format=torch.channels_last)
+    D = ToyDiscriminator(mbstd=not args.no_mbstd).to(device, memory_format=torch.channels_last)
+    _init_generator(G, args.init_from)
     G_ema = copy.deepcopy(G).eval()
     lr = args.lr or 2e-4
     opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.0, 0.99))
@@ -254,19 +293,23 @@ def train_gan(args) -> nn.Module:
     run.resume()
     G.train()
     D.train()
+    dtype = _autocast_dtype(device, args.autocast)
+    run.write(f"device {device}, autocast {dtype}, r1 {args.r1} every {args.r1_every}, init {args.init_from}")
 
     def body(step: int) -> str:
         idx = batch_indices(args.seed, step, len(images), args.batch)
         g = torch.Generator().manual_seed(args.seed + 7 * step)
-        real = to_input(images[idx])  # no flips: they would mirror the watermark's text
-        z = torch.randn(len(idx), args.z_dim, generator=g)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        real = to_input(images[idx]).to(device)  # no flips: they would mirror the watermark's text
+        z = torch.randn(len(idx), args.z_dim, generator=g).to(device)
+        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             fake = G(z)
             loss_d = F.relu(1 - D(real)).mean() + F.relu(1 + D(fake.detach())).mean()
+            r1 = (_r1_penalty(D, real) if args.r1 > 0 and step % args.r1_every == 0
+                  else torch.zeros((), device=device))
         opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
+        (loss_d + 0.5 * args.r1 * args.r1_every * r1).backward()
         opt_d.step()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             loss_g = -D(fake).mean()
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -279,10 +322,10 @@ def train_gan(args) -> nn.Module:
                 be.copy_(b)
         if (step + 1) % args.sample_every == 0:
             save_samples(G_ema, args.z_dim, run.dir / f"samples_{step + 1:06d}.png")
-        return f"loss_d={loss_d.item():.3f} loss_g={loss_g.item():.3f}"
+        return f"loss_d={loss_d.item():.3f} loss_g={loss_g.item():.3f} r1={r1.item():.4f}"
 
     _loop(run, args.steps, args.every, body, args.log_every, args.until)
-    return recalibrate_batchnorm(copy.deepcopy(G_ema).float(), args.z_dim)
+    return recalibrate_batchnorm(copy.deepcopy(G_ema).float().cpu(), args.z_dim)
 
 
 def train_encoder(args) -> nn.Module:
@@ -367,7 +410,7 @@ def save_samples(G: nn.Module, z_dim: int, path: Path, n: int = 64, seed: int = 
     z = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
     was = G.training
     G.eval()
-    x = G(z).float().clamp(-1, 1).add(1).mul(127.5).round().byte()
+    x = G(z.to(next(G.parameters()).device)).float().cpu().clamp(-1, 1).add(1).mul(127.5).round().byte()
     G.train(was)
     rows = int(np.ceil(n / 8))
     grid = torch.zeros(3, rows * 66, 8 * 66, dtype=torch.uint8)
@@ -417,6 +460,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--d-lr-ratio", type=float, default=1.0,
                    help="gan: discriminator lr / generator lr (the first shipped GAN used 2)")
     p.add_argument("--keep", action="store_true", help="gan: keep a snapshot step_NNNNNN.pt of every checkpoint")
+    p.add_argument("--r1", type=float, default=0.1, help="gan: R1 penalty weight gamma (0: off)")
+    p.add_argument("--r1-every", type=int, default=4, help="gan: apply the R1 penalty every N steps (lazy)")
+    p.add_argument("--no-mbstd", action="store_true", help="gan: no minibatch-std channel in the discriminator")
+    p.add_argument("--init-from", help="gan: warm-start the generator from 'bundled' or a safetensors file")
+    p.add_argument("--autocast", choices=["auto", "bf16", "off"], default="auto",
+                   help="bf16 autocast: auto uses it on CUDA and on CPUs with native bf16 only")
+    p.add_argument("--device", help="gan: cuda or cpu (default: cuda when available)")
     args = p.parse_args(argv)
     for k, v in DEFAULTS[args.model].items():
         if getattr(args, k) is None:
