@@ -12,9 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+import ganviz
 from ganviz import zoo
-from ganviz.dissect import (DissectionResult, GeneratorSource, TensorSource, ToyWorldSource, UnitLabel,
-                            _tally_batch, _unit_quantiles, dissect_classifier, dissect_generator)
+from ganviz.dissect import (DissectConfig, DissectionResult, GeneratorSource, Task, TensorSource, ToyWorldSource,
+                            UnitLabel, dissect_classifier, dissect_generator, run_dissection)
+from ganviz.dissect.engine import quantile_table
+from ganviz.preprocessing import to_signed
 from ganviz.stats import IoUTally, Quantile
 from ganviz.toyworld import CONCEPTS
 from ganviz.trace import LayerNotFoundError, count_hooks
@@ -92,14 +95,15 @@ def test_iou_hand_computed_with_upsampling():
 
 @pytest.mark.parametrize("shape", [(8, 8, 64, 64), (3, 5, 17, 12), (16, 16, 8, 8), (7, 7, 64, 64), (4, 4, 4, 4)])
 def test_sparse_tally_matches_dense_interpolation(shape):
-    """The tile-sparse tally equals thresholding F.interpolate's full upsampled maps (independent path)."""
+    """The tile-sparse tally (IoUTally.add_upsampled) equals thresholding F.interpolate's full upsampled maps
+    (independent path)."""
     h, w, hh, ww = shape
     g = torch.Generator().manual_seed(sum(shape))
     acts = torch.randn(5, 7, h, w, generator=g)
     labels = torch.randint(-1, 6, (5, hh, ww), generator=g)
     thr = torch.quantile(acts.transpose(0, 1).reshape(7, -1), 0.8, dim=1)
     sparse = IoUTally(7, 6)
-    _tally_batch(acts, labels, thr, sparse, {}, max_values=500)  # small steps: exercises the chunk loop
+    sparse.add_upsampled(acts, labels, thr, max_values=500)  # small steps: exercises the chunk loop
     dense = IoUTally(7, 6)
     up = F.interpolate(acts, size=(hh, ww), mode="bilinear", align_corners=False)
     dense.add(up > thr.view(1, -1, 1, 1), labels)
@@ -169,6 +173,16 @@ def test_activation_cache_and_streaming_agree():
     assert (np.diff(vals, axis=1) <= 0).all()
 
 
+def test_run_dissection_with_a_config_equals_the_entry_point():
+    src = ToyWorldSource(12, seed=2)
+    config = DissectConfig(batch_size=4, chunk_size=8, k=5, quantile=0.95, progress=False)
+    a = run_dissection(Task(_classifier(), "conv4_3", "classifier", src, preprocess=to_signed), config)
+    b = dissect_classifier(_classifier(), "conv4_3", src, batch_size=4, chunk_size=8, k=5, quantile=0.95, **QUIET)
+    for name in ("thresholds", "quantile_values", "iou", "intersection", "topk_values", "topk_indices"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert a.params == b.params == config.key_params(12) and config.chunk == 8
+
+
 def test_topk_is_spatial_max_ranking():
     torch.manual_seed(1)
     images = torch.rand(12, 3, 4, 4)
@@ -181,15 +195,15 @@ def test_topk_is_spatial_max_ranking():
     np.testing.assert_allclose(r.topk_values, maxes.sort(dim=1, descending=True).values[:, :5].numpy())
 
 
-def test_unit_quantiles_match_the_sketch():
+def test_quantile_table_matches_the_sketch():
     g = torch.Generator().manual_seed(0)
     q = Quantile(64)
     for _ in range(7):
         q.add(torch.randn(300, 5, generator=g))
-    levels = torch.linspace(0, 1, 21)
+    quantiles = torch.linspace(0, 1, 21)
     # the dissection reads quantiles a few units at a time: same numbers
-    np.testing.assert_array_equal(_unit_quantiles(q, levels.double().numpy(), units_per_step=2),
-                                  q.quantiles(levels).float().numpy())
+    np.testing.assert_array_equal(quantile_table(q, quantiles.double().numpy(), units_per_step=2),
+                                  q.quantiles(quantiles).float().numpy())
 
 
 def test_generator_dissection_and_sources():
@@ -273,7 +287,8 @@ def test_result_queries():
     assert r.units_for(0, n=2) == [0, 3]
     with pytest.raises(KeyError, match="no concept 'cat'"):
         r.units_for("cat")
-    np.testing.assert_allclose(r.level(0.75), [2.0] * 4)
+    np.testing.assert_allclose(r.threshold_at(0.75), [2.0] * 4)
+    np.testing.assert_array_equal(r.level(0.75), r.threshold_at(0.75))  # the older name
     assert "2 units" not in r.summary() and "sky" in r.summary()
 
 
@@ -420,6 +435,25 @@ def test_bundled_classifier_units_cover_many_concepts():
     r = dissect_classifier(model, "conv5_3", ToyWorldSource(2000, seed=1), **QUIET)
     counts = r.concept_counts(0.04)
     assert len(counts) >= 8, r.summary()
+
+
+@pytest.mark.bundled
+def test_adapter_and_dissect_classifier_share_a_cache_entry(tmp_path):
+    """The bundled classifier's adapter preprocesses with ``Normalize((-1, 1))``, the same value as
+    ``dissect_classifier``'s default (``ganviz.preprocessing.to_signed``): both spellings name one cache entry."""
+    adapter = zoo.adapter("toy-classifier")
+    kw = dict(batch_size=8, cache_dir=tmp_path, **QUIET)
+    CountingSource.loads = 0
+    first = adapter.dissect(CountingSource(8, seed=1), "conv3_1", **kw)
+    assert CountingSource.loads > 0  # computed
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 1 and files[0].endswith(".npz") and not files[0].endswith(".pass1.npz"), files
+    CountingSource.loads = 0
+    second = ganviz.dissect_classifier(adapter.model, "conv3_1", CountingSource(8, seed=1), **kw)
+    assert CountingSource.loads == 0  # loaded from the cache: no image was read
+    assert sorted(p.name for p in tmp_path.iterdir()) == files
+    for name in ("thresholds", "iou", "intersection", "topk_indices"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(second, name))
 
 
 GAN_LAYER = "layer4"  # the 8x8 layer, where GAN Dissection finds object units in Progressive GANs

@@ -202,6 +202,36 @@ def test_quantile_state_roundtrip(tmp_path):
         empty.quantiles(0.5)
 
 
+def test_quantile_loads_state_saved_before_tiers_were_named(tmp_path):
+    """Files written when the sketch's tiers were called levels (``num_levels``, ``level_{h}``) still load."""
+    s = Quantile(resolution=64)
+    s.add(mixed_data(2_000, seed=3))
+    d = s.state_dict()
+    assert d["num_tiers"] == len(s.tiers) >= 2 and "tier_1" in d
+    old = {k: v for k, v in d.items() if k != "num_tiers" and not k.startswith("tier_")}
+    old["num_levels"] = d["num_tiers"]
+    old.update({f"level_{h}": d[f"tier_{h}"] for h in range(d["num_tiers"])})
+    loaded = Quantile.from_state_dict(npz_roundtrip(old, tmp_path))
+    q = all_qs()
+    assert torch.equal(loaded.quantiles(q), s.quantiles(q))
+    assert [t.shape for t in loaded.tiers] == [t.shape for t in s.tiers]
+
+
+def test_quantiles_of_selected_units_equal_rows_of_all():
+    g = torch.Generator().manual_seed(0)
+    s = Quantile(64)
+    for _ in range(7):
+        s.add(torch.randn(300, 5, generator=g))
+    q = torch.linspace(0, 1, 21)
+    full = s.quantiles(q)
+    assert torch.equal(s.quantiles_of([3, 1], q), full[[3, 1]])
+    assert torch.equal(s.quantiles_of(range(2, 5), q), full[2:5])
+    assert torch.equal(s.quantiles_of(torch.tensor([4]), 0.5), full[4:, 10])
+    assert s.num_stored > 0 and s.tiers[0].shape[0] == 5  # the sketch itself is untouched
+    with pytest.raises(ValueError):
+        Quantile(64).quantiles_of([0], 0.5)
+
+
 # ------------------------------------------------------------------- TopK
 def reference_topk(values: torch.Tensor, index: torch.Tensor, k: int):
     """Full sort by (value descending, index ascending) per unit."""
@@ -366,6 +396,27 @@ def test_iou_ignore_index_zero_and_bad_labels():
         IoUTally(1, 3).add(masks, torch.tensor([[[-2, 1], [1, 1]]]))
 
 
+@pytest.mark.parametrize("ignore_index", [-1, 0, 9])
+def test_iou_add_upsampled_equals_add_of_interpolated_masks(ignore_index):
+    """The upsampled-IoU fast path counts what ``add`` counts on the full-resolution thresholded maps."""
+    g = torch.Generator().manual_seed(5 + ignore_index)
+    acts = torch.randn(3, 4, 5, 6, generator=g)
+    labels = torch.randint(0, 6, (3, 15, 13), generator=g)
+    labels[labels == 5] = ignore_index if ignore_index != 0 else 5
+    thresholds = torch.quantile(acts.transpose(0, 1).reshape(4, -1), 0.7, dim=1)
+    fast, dense = IoUTally(4, 6, ignore_index=ignore_index), IoUTally(4, 6, ignore_index=ignore_index)
+    fast.add_upsampled(acts, labels, thresholds, max_values=64)
+    up = torch.nn.functional.interpolate(acts, size=(15, 13), mode="bilinear", align_corners=False)
+    dense.add(up > thresholds.view(1, -1, 1, 1), labels)
+    for key in ("unit_area", "concept_area", "intersection"):
+        assert torch.equal(getattr(fast, key), getattr(dense, key)), key
+    assert (fast.pixels, fast.images) == (dense.pixels, dense.images) == (3 * 15 * 13, 3)
+    with pytest.raises(ValueError, match="out of range"):
+        fast.add_upsampled(acts, torch.full((3, 15, 13), 7), thresholds)
+    with pytest.raises(ValueError, match="thresholds"):
+        fast.add_upsampled(acts, labels, thresholds[:2])
+
+
 def test_iou_merge_halves_exact_and_roundtrip(tmp_path):
     masks, labels, _, _ = random_case(11, n=8)
     whole, a, b = IoUTally(5, 7), IoUTally(5, 7), IoUTally(5, 7)
@@ -450,7 +501,7 @@ def test_save_load_stats_atomic(tmp_path):
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(str(z["__meta__"]))
         assert meta["stats"] == {"quantile": "Quantile", "topk": "TopK", "var": "Variance", "iou": "IoUTally"}
-        assert "quantile/level_0" in z.files
+        assert "quantile/tier_0" in z.files
     loaded = load_stats(path)
     assert set(loaded) == {"quantile", "topk", "var", "iou"}
     qs = all_qs()
@@ -465,7 +516,7 @@ def test_save_load_stats_atomic(tmp_path):
 def test_to_device_and_type_checks():
     q = Quantile(64)
     q.add(torch.randn(500, 2))
-    assert q.to_("cpu") is q and q.levels[0].device.type == "cpu"
+    assert q.to_("cpu") is q and q.tiers[0].device.type == "cpu"
     with pytest.raises(TypeError):
         q.merge(TopK(3))
     with pytest.raises(ValueError):
