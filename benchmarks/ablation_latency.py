@@ -26,8 +26,8 @@ from ganviz.widgets import AblationPanel
 
 
 def make_panel(model, info, data, units, background: bool) -> AblationPanel:
-    return AblationPanel(model, "conv5_3", info.class_names, data, units=units, preprocess=info.to_input,
-                         background=background)
+    return AblationPanel(model, data, layer="conv5_3", class_names=info.class_names, units=units,
+                         preprocess=info.to_input, background=background)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ activations fit the activation budget, reuses them for pass 2 instead of running
 
     python benchmarks/dissect_overhead.py --n 5000            # full run
     OMP_NUM_THREADS=1 python benchmarks/dissect_overhead.py --n 500 --threads 1   # quick check
+    python benchmarks/dissect_overhead.py --model vgg16 --n 128 --batch-size 16 --repeat 2   # VGG-16 at 224x224
 """
 from __future__ import annotations
 
@@ -33,6 +34,21 @@ def load_classifier() -> tuple[torch.nn.Module, str]:
         return ToyVGG(8).eval(), "random-init ToyVGG (bundled weights not found)"
 
 
+def vgg16_at_224(n: int) -> tuple[torch.nn.Module, TensorSource, str]:
+    """A random-weight VGG-16 (torchvision's layout, 1000 classes) and ``n`` toy scenes enlarged to 224x224."""
+    import torch.nn.functional as F
+
+    from ganviz.models.vgg import vgg16
+
+    torch.manual_seed(0)
+    images, labels, _ = render_batch(range(n), seed=1)
+    x = F.interpolate(torch.from_numpy(images).permute(0, 3, 1, 2).float(), size=(224, 224), mode="bilinear",
+                      align_corners=False).round().clamp(0, 255).byte().permute(0, 2, 3, 1)
+    y = F.interpolate(torch.from_numpy(labels)[:, None].float(), size=(224, 224), mode="nearest")[:, 0].long()
+    source = TensorSource(x, y, identity=f"bench vgg16 n={n}", concept_names=CONCEPTS)
+    return vgg16().eval(), source, "random-weight VGG-16 at 224x224"
+
+
 def plain_forward(model: torch.nn.Module, source: TensorSource, batch_size: int) -> None:
     """Full forward passes over every image of ``source``."""
     with torch.no_grad():
@@ -51,7 +67,8 @@ def timed(fn, *args, **kwargs):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=5000, help="number of images (default 5000)")
-    ap.add_argument("--layer", default="conv5_3")
+    ap.add_argument("--model", choices=["toy", "vgg16"], default="toy")
+    ap.add_argument("--layer", default=None, help="default: conv5_3 (toy), features.29 (vgg16)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--activation-cache-mb", type=int, default=512)
@@ -59,14 +76,18 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, which = load_classifier()
-    print(f"model: {which}; layer {args.layer}; {args.n} images; batch {args.batch_size}; "
-          f"{torch.get_num_threads()} threads")
     t = time.perf_counter()
-    images, labels, _ = render_batch(range(args.n), seed=1)
-    print(f"rendered in {time.perf_counter() - t:.1f} s (not timed below)")
-    source = TensorSource(torch.from_numpy(images), torch.from_numpy(labels), identity=f"bench n={args.n}",
-                          concept_names=CONCEPTS)
+    if args.model == "vgg16":
+        model, source, which = vgg16_at_224(args.n)
+        args.layer = args.layer or "features.29"
+    else:
+        model, which = load_classifier()
+        images, labels, _ = render_batch(range(args.n), seed=1)
+        source = TensorSource(torch.from_numpy(images), torch.from_numpy(labels), identity=f"bench n={args.n}",
+                              concept_names=CONCEPTS)
+        args.layer = args.layer or "conv5_3"
+    print(f"model: {which}; layer {args.layer}; {args.n} images; batch {args.batch_size}; "
+          f"{torch.get_num_threads()} threads; data ready in {time.perf_counter() - t:.1f} s (not timed below)")
     plain_forward(model, TensorSource(source.images[: args.batch_size]), args.batch_size)  # warm-up
     print("timing (process CPU time is the fairer clock on a shared machine; wall time when it is idle)")
 
@@ -77,7 +98,8 @@ def main() -> None:
                            progress=False, activation_cache_bytes=args.activation_cache_mb << 20)
         dissect.append(tuple(t))
     c, (h, w) = result.num_units, result.activation_size
-    kept = args.n * (c * h * w * 4 + 64 * 64 * 2) <= args.activation_cache_mb << 20
+    side = source.images.shape[1]
+    kept = args.n * (c * h * w * 4 + side * side * 2) <= args.activation_cache_mb << 20
     print(f"activations kept for pass 2: {kept}")
     for j, clock in enumerate(("wall", "cpu")):
         f, d = [t[j] for t in forward], [t[j] for t in dissect]

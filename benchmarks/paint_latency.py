@@ -29,7 +29,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     generator, info = ganviz.load("toy-gan")
     result = ganviz.zoo.dissection("toy-gan", "layer4", generator, progress=False)
-    view = PaintCanvas(generator, "layer4", result, background=False)
+    view = PaintCanvas(generator, result, background=False)
     sent = []
     put = view.canvas.put_image_data
     view.canvas.put_image_data = lambda data, x=0, y=0: (sent.append(time.perf_counter()), put(data, x, y))

@@ -79,7 +79,7 @@ def main() -> None:
         core.append(time.perf_counter() - t)
     fwd, core = fwd[2:], core[2:]
 
-    view = gen.paint_canvas(result, concepts=concepts[:4], background=False)
+    view = PaintCanvas(gen, result, concepts=concepts[:4], background=False)
     sent = []
     put = view.canvas.put_image_data
     view.canvas.put_image_data = lambda data, x=0, y=0: (sent.append(time.perf_counter()), put(data, x, y))

@@ -1,29 +1,44 @@
 """ganviz: look inside vision networks - dissection, ablation and GAN Paint, live in Jupyter.
 
-The flat public API re-exports the core (no widget imports here); widgets live in ``ganviz.widgets``.
+The flat facade (``ganviz.<name>``) holds what a notebook user types: the entry points (``load``,
+``load_checkpoint``, ``dissect_classifier``, ``dissect_generator``, ``gradcam``, ``find_flip``, ``invert``, ``fid``),
+the objects they return and take (results, data sources, adapters, edits, ``Trace``, ``Painter``, ``Inverter``,
+``GeneratorProbe``) and the streaming statistics.  Everything else is imported from its module.  No widget
+imports here: widgets live in ``ganviz.widgets``.
 """
 from . import toyworld, zoo
+from .ablation import find_flip
 from .adapters import ClassifierAdapter, GeneratorAdapter, SegmenterAdapter
 from .checkpoints import CheckpointError
-from .formats import load_checkpoint
 from .dissect import (DatasetSource, DissectionResult, GeneratorSource, TensorSource, ToyWorldSource, UnitLabel,
                       dissect_classifier, dissect_generator)
+from .edits import Ablate, Compose, Edit, Replace, Scale, SetLevel
+from .fid_score import fid
+from .formats import inception_features, load_checkpoint
+from .generator_units import GeneratorProbe
+from .gradcam import gradcam
+from .hf import load_hf
 from .imaging import colorize_labels, from_uint8, make_grid, png_bytes, to_uint8
-from .metrics import fid, frechet_distance, inception_features, layer_features
+from .inversion import Inverter, finetune, invert
+from .layouts import Layout, LayoutError, infer_layout
+from .metrics import frechet_distance, layer_features
+from .paint import Painter
+from .preprocessing import Normalize
 from .stats import IoUTally, Mean, Quantile, TopK, Variance, load_stats, merge_all, save_stats
 from .toyworld import CONCEPTS, SCENE_CLASSES, ToyWorld
-from .trace import (Ablate, Compose, Edit, LayerNotFoundError, Replace, Scale, SetLevel, Trace, count_hooks,
-                    edited_forward, get_module, layer_names, retain)
+from .trace import LayerNotFoundError, Trace, count_hooks, edited_forward, get_module, layer_names, retain
 from .zoo import ChecksumError, ModelInfo, load
 
 __version__ = "0.1.0"
 
 __all__ = [
     "toyworld", "zoo", "load", "load_checkpoint", "CheckpointError", "ClassifierAdapter", "GeneratorAdapter",
-    "SegmenterAdapter", "ModelInfo", "ChecksumError", "ToyWorld", "CONCEPTS", "SCENE_CLASSES",
+    "SegmenterAdapter", "ModelInfo", "ChecksumError", "ToyWorld", "CONCEPTS", "SCENE_CLASSES", "Normalize",
     "Trace", "retain", "edited_forward", "get_module", "layer_names", "count_hooks", "LayerNotFoundError",
     "Edit", "Ablate", "Scale", "SetLevel", "Replace", "Compose",
     "TopK", "Quantile", "IoUTally", "Mean", "Variance", "merge_all", "save_stats", "load_stats",
     "dissect_classifier", "dissect_generator", "DissectionResult", "UnitLabel", "ToyWorldSource", "TensorSource",
-    "DatasetSource", "GeneratorSource", "frechet_distance", "fid", "inception_features", "layer_features", "to_uint8", "from_uint8", "colorize_labels", "make_grid", "png_bytes",
+    "DatasetSource", "GeneratorSource", "gradcam", "find_flip", "GeneratorProbe", "Painter", "Inverter", "invert",
+    "finetune", "frechet_distance", "fid", "inception_features", "layer_features", "to_uint8", "from_uint8",
+    "colorize_labels", "make_grid", "png_bytes", "Layout", "LayoutError", "infer_layout", "load_hf",
 ]

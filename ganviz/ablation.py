@@ -13,7 +13,11 @@ import torch
 from torch import nn
 
 from .progress import progress as progress_bar
-from .trace import Ablate, Edit, Replace, Scale, Trace, get_module
+from .edits import Ablate, Edit, Replace, Scale
+from .trace import Trace, get_module
+
+__all__ = ["unit_scales", "predict", "single_unit_effects", "FlipResult", "find_flip", "class_accuracy",
+           "SparsityCurve", "sparsity_curve"]
 
 
 def _device(model: nn.Module) -> torch.device:

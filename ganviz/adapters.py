@@ -5,56 +5,36 @@
   layers where painting works.
 * :class:`SegmenterAdapter`: images (in [-1, 1]) to per-pixel concept labels, and the concept names.
 
-Each adapter builds the widgets with the right settings (``adapter.paint_canvas(result)`` ...), so every widget
-takes any model through it.  :func:`ganviz.load_checkpoint` returns one for a checkpoint file.
+The adapter is the one description of a model: every widget takes an adapter or a bare module, which
+:func:`as_classifier` and :func:`as_generator` wrap with the given hints (the toy models' defaults otherwise)::
+
+    gan = as_generator(generator)                       # z_dim from generator.z_dim, output in [-1, 1]
+    clf = as_classifier(model, class_names, preprocess) # an adapter passes through unchanged
+    PaintCanvas(gan, result); AblationPanel(clf, data)  # (ganviz.widgets)
+
+:func:`ganviz.load_checkpoint` returns an adapter for a checkpoint file.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .causal import model_device
+from .plumbing import eval_mode, model_device, seeded_latents, z_dim_of
+from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, Normalize, Range, to_signed
 from .trace import get_module
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-Range = Tuple[float, float]
+__all__ = ["ClassifierAdapter", "GeneratorAdapter", "SegmenterAdapter", "as_classifier", "as_generator",
+           "read_class_names", "Normalize", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 
-class Normalize:
-    """Images in [0, 1] -> ``input_range``, then ``(x - mean) / std`` per channel (when given).
-
-    A plain object with a descriptive ``repr``, so dissection caches tell two normalisations apart.
-    """
-
-    def __init__(self, input_range: Range = (0.0, 1.0), mean: Optional[Sequence[float]] = None,
-                 std: Optional[Sequence[float]] = None) -> None:
-        if (mean is None) != (std is None):
-            raise ValueError("pass both mean and std, or neither")
-        self.input_range = (float(input_range[0]), float(input_range[1]))
-        self.mean = None if mean is None else tuple(float(m) for m in mean)
-        self.std = None if std is None else tuple(float(s) for s in std)
-
-    def __call__(self, images: Tensor) -> Tensor:
-        lo, hi = self.input_range
-        x = images * (hi - lo) + lo
-        if self.mean is not None:
-            m = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-            s = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-            x = (x - m) / s
-        return x
-
-    def __repr__(self) -> str:
-        return f"Normalize(input_range={self.input_range}, mean={self.mean}, std={self.std})"
-
-
-def read_class_names(source: Union[str, Path, Sequence[str]]) -> Tuple[str, ...]:
+def read_class_names(source: str | Path | Sequence[str]) -> tuple[str, ...]:
     """Class names from a list or a text file, one per line (Places365's ``/a/abbey 0`` lines become ``abbey``)."""
     if isinstance(source, (str, Path)) and Path(source).is_file():
         names = []
@@ -73,7 +53,7 @@ def read_class_names(source: Union[str, Path, Sequence[str]]) -> Tuple[str, ...]
     return tuple(str(s) for s in source)
 
 
-def _check_layers(model: nn.Module, layers: Sequence[str], default: str) -> Tuple[Tuple[str, ...], str]:
+def _check_layers(model: nn.Module, layers: Sequence[str], default: str) -> tuple[tuple[str, ...], str]:
     layers = tuple(layers)
     if not layers:
         raise ValueError("an adapter needs at least one layer name")
@@ -84,9 +64,29 @@ def _check_layers(model: nn.Module, layers: Sequence[str], default: str) -> Tupl
     return layers, default
 
 
+def _default_layers(model: nn.Module) -> tuple[str, ...]:
+    """A bare module's suggested layers: its top-level children holding a convolution (all its children when none
+    does), shallow to deep."""
+    children = [(name, child) for name, child in model.named_children()]
+    convs = [name for name, child in children
+             if any(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in child.modules())]
+    layers = tuple(convs or [name for name, _ in children])
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no submodules to inspect: pass layers=[...] or an adapter")
+    return layers
+
+
+def _hints(**hints: Any) -> dict[str, Any]:
+    return {k: v for k, v in hints.items() if v is not None}
+
+
 @dataclass(eq=False)
 class ClassifierAdapter:
-    """An image classifier: ``model(preprocess(images in [0, 1]))`` gives class logits."""
+    """An image classifier: ``model(preprocess(images in [0, 1]))`` gives class logits.
+
+    ``class_names`` may be empty for a model whose classes are not known (a dissection needs none; the widgets that
+    show predictions ask for them).
+    """
 
     model: nn.Module
     class_names: Sequence[str]
@@ -109,44 +109,33 @@ class ClassifierAdapter:
     def logits(self, images: Tensor) -> Tensor:
         """Class logits of images in [0, 1] ``(N, 3, H, W)``."""
         out = self.model(self.preprocess(images.to(self.device)))
-        if out.shape[-1] != len(self.class_names):
+        if self.class_names and out.shape[-1] != len(self.class_names):
             raise ValueError(f"the model gives {out.shape[-1]} outputs but {len(self.class_names)} class names "
                              "were given")
         return out
 
-    def predict(self, images: Tensor, top: int = 5) -> list:
+    def predict(self, images: Tensor, top: int = 5) -> list[list[tuple[str, float]]]:
         """``[[(class name, probability), ...] per image]``, the ``top`` most likely classes."""
+        self.require_class_names("predict")
         p = self.logits(images).float().softmax(-1).cpu()
         values, idx = p.topk(min(top, p.shape[-1]), dim=-1)
         return [[(self.class_names[int(i)], float(v)) for v, i in zip(vs, ix)] for vs, ix in zip(values, idx)]
 
-    def dissect(self, data: Any, layer: Optional[str] = None, **kwargs: Any):
+    def require_class_names(self, what: str) -> None:
+        """Raise a ValueError saying what to pass when the class names are unknown."""
+        if not self.class_names:
+            raise ValueError(f"{what} needs the class names of {self.name or type(self.model).__name__}: pass "
+                             "class_names=[...] (one per output, or a text file of them) or a ClassifierAdapter")
+
+    def dissect(self, data: Any, layer: str | None = None, **kwargs: Any):
         """:func:`ganviz.dissect_classifier` of ``layer`` (default: ``default_layer``) with this preprocessing."""
         from .dissect import dissect_classifier
 
         return dissect_classifier(self.model, layer or self.default_layer, data, preprocess=self.preprocess,
                                   **kwargs)
 
-    # -- widgets ------------------------------------------------------------------------------------------------
-    def top_activation_grid(self, result: Any, data: Any, **kwargs: Any):
-        from .widgets import TopActivationGrid
 
-        return TopActivationGrid(self.model, result, data, **{"preprocess": self.preprocess, **kwargs})
-
-    def ablation_panel(self, data: Any, layer: Optional[str] = None, **kwargs: Any):
-        from .widgets import AblationPanel
-
-        return AblationPanel(self.model, layer or self.default_layer, self.class_names, data,
-                             **{"preprocess": self.preprocess, "resolution": self.resolution, **kwargs})
-
-    def gradcam_view(self, data: Any, layers: Optional[Sequence[str]] = None, **kwargs: Any):
-        from .widgets import GradCamView
-
-        return GradCamView(self.model, self.class_names, data, list(layers or self.layers),
-                           **{"preprocess": self.preprocess, **kwargs})
-
-
-def _layer_resolutions(model: nn.Module, layers: Sequence[str]) -> Dict[str, int]:
+def _layer_resolutions(model: nn.Module) -> dict[str, int]:
     table = getattr(model, "layer_resolutions", None)
     return dict(table()) if callable(table) else {}
 
@@ -166,13 +155,13 @@ class GeneratorAdapter:
     layer_resolution: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.z_dim = int(self.z_dim)
+        self.output_range = (float(self.output_range[0]), float(self.output_range[1]))
         self.layers, self.default_layer = _check_layers(self.model, self.layers, self.default_layer)
         self.paint_layers = tuple(self.paint_layers) or (self.default_layer,)
         for name in self.paint_layers:
             get_module(self.model, name)
-        self.layer_resolution = dict(self.layer_resolution) or _layer_resolutions(self.model, self.layers)
-        if not getattr(self.model, "z_dim", None):
-            self.model.z_dim = int(self.z_dim)  # the widgets and dissect_generator read it
+        self.layer_resolution = dict(self.layer_resolution) or _layer_resolutions(self.model)
 
     @property
     def device(self) -> torch.device:
@@ -194,7 +183,7 @@ class GeneratorAdapter:
     def sample_latents(self, n: int, seed: int = 0) -> Tensor:
         """``n`` standard-normal latents ``(n, z_dim)``, reproducible by ``seed`` (truncation, if any, is in
         the model's forward)."""
-        return torch.randn(n, self.z_dim, generator=torch.Generator().manual_seed(int(seed)))
+        return seeded_latents(n, self.z_dim, seed)
 
     @torch.no_grad()
     def generate(self, z: Tensor) -> Tensor:
@@ -212,24 +201,25 @@ class GeneratorAdapter:
         lo, hi = self.output_range
         return images if (lo, hi) == (-1.0, 1.0) else (images - lo) / (hi - lo) * 2 - 1
 
-    def _seg_pre(self) -> Optional[Callable[[Tensor], Tensor]]:
+    def segmenter_preprocess(self) -> Callable[[Tensor], Tensor] | None:
+        """What maps generated images to a segmenter's [-1, 1] input (None: they are in [-1, 1] already)."""
         return None if tuple(self.output_range) == (-1.0, 1.0) else self.to_signed
 
-    def dissect(self, segmenter: Callable[[Tensor], Any], layer: Optional[str] = None, **kwargs: Any):
+    def dissect(self, segmenter: Callable[[Tensor], Any], layer: str | None = None, **kwargs: Any):
         """:func:`ganviz.dissect_generator` of ``layer`` (default: ``default_layer``)."""
         from .dissect import dissect_generator
 
-        kwargs.setdefault("segmenter_preprocess", self._seg_pre())
+        kwargs.setdefault("segmenter_preprocess", self.segmenter_preprocess())
         return dissect_generator(self.model, layer or self.default_layer, segmenter, z_dim=self.z_dim, **kwargs)
 
-    def painter(self, result: Any, z: Optional[Tensor] = None, seed: int = 0, **kwargs: Any):
+    def painter(self, result: Any, z: Tensor | None = None, seed: int = 0, **kwargs: Any):
         """A :class:`ganviz.paint.Painter` on the dissected layer, for ``z`` (default: sampled from ``seed``)."""
         from .paint import Painter
 
         z = self.sample_latents(1, seed) if z is None else z
         return Painter(self.model, result.layer, result, z, **{"output_range": self.output_range, **kwargs})
 
-    def inverter(self, layer: Optional[str] = None, encoder: Optional[nn.Module] = None, **kwargs: Any):
+    def inverter(self, layer: str | None = None, encoder: nn.Module | None = None, **kwargs: Any):
         """An :class:`ganviz.inversion.Inverter` at ``layer`` (default: ``default_layer``; starts from random
         latents unless an ``encoder`` is given); ``kwargs`` set steps, ``finetune_steps`` and so on."""
         from .inversion import Inverter
@@ -237,36 +227,55 @@ class GeneratorAdapter:
         return Inverter(self.model, encoder, layer=layer or self.default_layer,
                         **{"output_range": tuple(self.output_range), **kwargs})
 
-    # -- widgets ------------------------------------------------------------------------------------------------
-    def inversion_view(self, inverter: Any = None, **kwargs: Any):
-        """An :class:`ganviz.widgets.InversionView` (default inverter: :meth:`inverter` with fine-tuning)."""
-        from .widgets import InversionView
 
-        kwargs.setdefault("width", max(192, min(self.resolution, 384)))
-        return InversionView(inverter or self.inverter(finetune_steps=300), **kwargs)
+def as_classifier(model: nn.Module | ClassifierAdapter, class_names: str | Path | Sequence[str] | None = None,
+                  preprocess: Callable[[Tensor], Tensor] | None = None, *, layers: Sequence[str] | None = None,
+                  default_layer: str | None = None, resolution: int | None = None) -> ClassifierAdapter:
+    """The :class:`ClassifierAdapter` of ``model``: an adapter is returned as it is (hints given with it replace
+    its fields); a bare module is wrapped with the hints, defaulting to the toy models' conventions: class names
+    from ``model.class_names`` (else none), preprocessing :data:`ganviz.preprocessing.to_signed` ([0, 1] ->
+    [-1, 1]), its convolutional top-level children as layers (the deepest as default), ``model.resolution`` or 64
+    pixels for uploaded images."""
+    names = None if class_names is None else read_class_names(class_names)
+    hints = _hints(class_names=names, preprocess=preprocess, layers=layers, default_layer=default_layer,
+                   resolution=resolution)
+    if isinstance(model, ClassifierAdapter):
+        return dataclasses.replace(model, **hints) if hints else model
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected a torch module or a ClassifierAdapter, got {type(model).__name__}")
+    return ClassifierAdapter(
+        model, names if names is not None else tuple(getattr(model, "class_names", None) or ()),
+        tuple(layers) if layers is not None else _default_layers(model), default_layer or "",
+        int(resolution or getattr(model, "resolution", 0) or 64), preprocess or to_signed, type(model).__name__)
 
-    def _common(self, kwargs: Dict[str, Any]) -> Dict[str, Any]:
-        return {"z_dim": self.z_dim, "output_range": self.output_range, **kwargs}
 
-    def paint_canvas(self, result: Any, **kwargs: Any):
-        from .widgets import PaintCanvas
+def _measure_resolution(model: nn.Module, z_dim: int) -> int:
+    """The side of one generated image (one forward pass in eval mode, so no BatchNorm statistics move)."""
+    with torch.no_grad(), eval_mode(model):
+        out = model(torch.zeros(1, z_dim, device=model_device(model)))
+    return int(out.shape[-1])
 
-        kwargs.setdefault("scale", max(1, 384 // self.resolution))
-        return PaintCanvas(self.model, result.layer, result, **self._common(kwargs))
 
-    def switchboard(self, segmenter: Callable[[Tensor], Any], result: Any, **kwargs: Any):
-        from .widgets import UnitSwitchboard
-
-        kwargs.setdefault("segmenter_preprocess", self._seg_pre())
-        kwargs.setdefault("zoom", max(1, 128 // self.resolution))
-        return UnitSwitchboard(self.model, result.layer, segmenter, result, **self._common(kwargs))
-
-    def where_can_it_go(self, segmenter: Callable[[Tensor], Any], result: Any, **kwargs: Any):
-        from .widgets import WhereCanItGo
-
-        kwargs.setdefault("segmenter_preprocess", self._seg_pre())
-        kwargs.setdefault("zoom", max(1, 256 // self.resolution))
-        return WhereCanItGo(self.model, result.layer, segmenter, result, **self._common(kwargs))
+def as_generator(model: nn.Module | GeneratorAdapter, z_dim: int | None = None,
+                 output_range: Range | None = None, *, layers: Sequence[str] | None = None,
+                 default_layer: str | None = None, resolution: int | None = None) -> GeneratorAdapter:
+    """The :class:`GeneratorAdapter` of ``model``: an adapter is returned as it is (hints given with it replace
+    its fields); a bare module is wrapped with the hints, defaulting to the toy models' conventions: ``z_dim``
+    from ``model.z_dim`` (:func:`ganviz.plumbing.z_dim_of`; a clear error says to pass it when missing), output
+    range (-1, 1), its convolutional top-level children as layers (a middle one as default: mid-level layers are
+    where a GAN's units match objects), the resolution of one generated image."""
+    hints = _hints(z_dim=z_dim, output_range=output_range, layers=layers, default_layer=default_layer,
+                   resolution=resolution)
+    if isinstance(model, GeneratorAdapter):
+        return dataclasses.replace(model, **hints) if hints else model
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected a torch module or a GeneratorAdapter, got {type(model).__name__}")
+    z_dim = z_dim_of(model, z_dim)
+    layers = tuple(layers) if layers is not None else _default_layers(model)
+    return GeneratorAdapter(
+        model, z_dim, int(resolution or getattr(model, "resolution", 0) or _measure_resolution(model, z_dim)),
+        layers, default_layer or layers[(len(layers) - 1) // 2],
+        output_range=tuple(output_range) if output_range is not None else (-1.0, 1.0), name=type(model).__name__)
 
 
 class SegmenterAdapter(nn.Module):
@@ -278,8 +287,8 @@ class SegmenterAdapter(nn.Module):
     ``{"pottedplant": "plant", "diningtable": "table"}``.  ``preprocess`` takes images in [0, 1].
     """
 
-    def __init__(self, model: Union[nn.Module, Callable[[Tensor], Any]], class_names: Sequence[str], *,
-                 concepts: Optional[Mapping[str, str]] = None,
+    def __init__(self, model: nn.Module | Callable[[Tensor], Any], class_names: Sequence[str], *,
+                 concepts: Mapping[str, str] | None = None,
                  preprocess: Callable[[Tensor], Tensor] = Normalize(), name: str = "") -> None:
         super().__init__()
         self.model = model

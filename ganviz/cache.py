@@ -17,11 +17,14 @@ Example::
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import tempfile
+import types
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar, Union
 
@@ -87,28 +90,76 @@ def weights_hash(*models: Optional[nn.Module]) -> str:
     return h.hexdigest()
 
 
-def callable_id(fn: Optional[Callable[..., Any]]) -> str:
-    """A string that changes when a preprocessing callable changes (its code, constants and closure).
+def _value_id(value: Any, depth: int) -> str:
+    """A string that changes when ``value`` changes: weights for modules, bytes for tensors and arrays, the state of
+    plain objects, recursively for callables and containers (``depth`` bounds the recursion)."""
+    if isinstance(value, nn.Module):
+        return f"module {type(value).__qualname__} {weights_hash(value)[:16]}"
+    if isinstance(value, torch.Tensor):
+        t = value.detach().to("cpu").contiguous()
+        return f"tensor {t.dtype} {tuple(t.shape)} {hashlib.sha256(t.reshape(-1).view(torch.uint8).numpy()).hexdigest()[:16]}"
+    if isinstance(value, np.ndarray):
+        return f"array {value.dtype} {value.shape} {hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()[:16]}"
+    if isinstance(value, (str, int, float, bool, type(None), bytes, torch.dtype, torch.device, Path)):
+        return repr(value)
+    if isinstance(value, types.ModuleType):
+        return f"python module {value.__name__}"
+    if depth <= 0:
+        return f"{type(value).__qualname__}"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(map(repr, value)) if isinstance(value, (set, frozenset)) else value
+        return "[" + ",".join(_value_id(v, depth - 1) for v in items) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k!r}:{_value_id(v, depth - 1)}" for k, v in sorted(value.items(), key=lambda kv: repr(kv[0]))) + "}"
+    if callable(value):
+        return callable_id(value, depth - 1)
+    state = getattr(value, "__dict__", None)
+    if state is not None:  # a plain object: its attributes, not its address
+        return f"{type(value).__module__}.{type(value).__qualname__}{_value_id(dict(state), depth - 1)}"
+    return f"{type(value).__module__}.{type(value).__qualname__}:{value!r}"
 
-    Best effort: for objects without ``__code__`` the type name and ``repr`` are used.
-    """
-    if fn is None:
-        return "none"
-    code = getattr(fn, "__code__", None)
-    if code is None:
-        return f"{type(fn).__module__}.{type(fn).__qualname__}:{fn!r}"
+
+def _function_id(fn: Any, depth: int) -> str:
+    code = fn.__code__
     h = hashlib.sha256()
     h.update(code.co_code)
     h.update(repr(code.co_consts).encode())
     h.update(repr(code.co_names).encode())
     for cell in getattr(fn, "__closure__", None) or ():
         try:
-            h.update(repr(cell.cell_contents).encode())
+            h.update(_value_id(cell.cell_contents, depth).encode())
         except ValueError:  # empty cell
             h.update(b"<empty>")
-    defaults = getattr(fn, "__defaults__", None)
-    h.update(repr(defaults).encode())
+    module_globals = getattr(fn, "__globals__", {})
+    for name in code.co_names:  # globals the function reads: their current values, not only their names
+        if name in module_globals and not isinstance(module_globals[name], type):
+            h.update(f"{name}={_value_id(module_globals[name], depth)}".encode())
+    h.update(_value_id(getattr(fn, "__defaults__", None), depth).encode())
+    h.update(_value_id(getattr(fn, "__kwdefaults__", None), depth).encode())
     return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')}:{h.hexdigest()[:16]}"
+
+
+def callable_id(fn: Optional[Callable[..., Any]], depth: int = 3) -> str:
+    """A string that changes when what a callable computes may change: its code, constants, closure, the globals
+    it reads and its defaults (by value: modules by their weights, tensors by their bytes); for a bound method also
+    the state of its object; for a module its weights; for another callable object its attributes.
+    """
+    if fn is None:
+        return "none"
+    if isinstance(fn, nn.Module):
+        return _value_id(fn, depth)
+    if isinstance(fn, functools.partial):
+        return f"partial({callable_id(fn.func, depth - 1)},{_value_id(fn.args, depth)},{_value_id(fn.keywords, depth)})"
+    owner = getattr(fn, "__self__", None)
+    func = getattr(fn, "__func__", None)
+    if owner is not None and func is not None and not isinstance(owner, types.ModuleType):
+        return f"method {callable_id(func, depth)} of {_value_id(owner, depth)}"
+    if getattr(fn, "__code__", None) is not None:
+        return _function_id(fn, depth)
+    state = getattr(fn, "__dict__", None)
+    if state is not None:
+        return f"{type(fn).__module__}.{type(fn).__qualname__}{_value_id(dict(state), depth)}:{fn!r}"
+    return f"{type(fn).__module__}.{type(fn).__qualname__}:{fn!r}"
 
 
 def _jsonable(value: Any) -> Any:
@@ -133,6 +184,28 @@ def make_key(**parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
+def _store_key(path: str, key: str) -> None:
+    """Record ``key`` inside an entry: as the zip comment of an npz file, else in a ``.key`` file beside it."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path, "a") as zf:
+            zf.comment = f"ganviz-cache-key:{key}".encode()
+    else:
+        Path(path + ".key").write_text(key)
+
+
+def _stored_key(path: Path) -> str:
+    """The key an entry was written under ("" when it has none or cannot be read)."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                text = zf.comment.decode(errors="replace")
+            return text.split(":", 1)[1] if text.startswith("ganviz-cache-key:") else ""
+        side = Path(str(path) + ".key")
+        return side.read_text().strip() if side.is_file() else ""
+    except (OSError, zipfile.BadZipFile):
+        return ""
+
+
 class ResultCache:
     """A folder of cached results, one file per key."""
 
@@ -148,6 +221,15 @@ class ResultCache:
         path = self.path(key, suffix)
         if not path.exists():
             return None
+        if not path.is_file():
+            warnings.warn(f"ignoring cache entry {path}: not a regular file", RuntimeWarning, stacklevel=2)
+            return None
+        stored = _stored_key(path)
+        if stored != key:
+            why = f"ignoring cache file {path}: it holds entry {stored}, not {key}" if stored else \
+                f"ignoring unreadable cache file {path}: it records no key (damaged, or written by another version)"
+            warnings.warn(why, RuntimeWarning, stacklevel=2)
+            return None
         try:
             return loader(path)
         except Exception as exc:  # corrupt, truncated or from an incompatible version: recompute
@@ -158,15 +240,28 @@ class ResultCache:
     def save(self, key: str, writer: Callable[[str], None], suffix: str = ".npz") -> Path:
         """Write entry ``key`` atomically with ``writer(tmp_path)``; returns its path."""
         path = self.path(key, suffix)
-        atomic_write(path, writer, suffix=suffix)
+        if path.exists() and not path.is_file():
+            warnings.warn(f"not caching to {path}: something other than a file is there", RuntimeWarning,
+                          stacklevel=2)
+            return path
+
+        def write_with_key(tmp: str) -> None:
+            writer(tmp)
+            if zipfile.is_zipfile(tmp):
+                _store_key(tmp, key)
+
+        atomic_write(path, write_with_key, suffix=suffix)
+        if not zipfile.is_zipfile(path):
+            _store_key(str(path), key)
         return path
 
     def discard(self, key: str, suffix: str = ".npz") -> None:
         """Remove entry ``key`` if present."""
-        try:
-            self.path(key, suffix).unlink()
-        except FileNotFoundError:
-            pass
+        for path in (self.path(key, suffix), Path(str(self.path(key, suffix)) + ".key")):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
 
     def __repr__(self) -> str:
         return f"ResultCache({str(self.directory)!r})"

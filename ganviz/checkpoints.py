@@ -9,11 +9,15 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
+
+__all__ = ["WRAPPERS", "PREFIXES", "CheckpointError", "check_regular_file", "check_zip_sizes", "read_checkpoint", "strip_prefixes", "extract_state_dict",
+           "load_state", "check_keys", "complete_counters", "load_into", "save_state"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -28,11 +32,43 @@ class CheckpointError(ValueError):
     """A checkpoint file cannot be read safely, or its keys do not fit the model it is loaded into."""
 
 
+MAX_INFLATION = 16
+"""A zip checkpoint may declare at most this many times its own size uncompressed (``torch.save`` stores members
+uncompressed, so its ratio is about 1), beyond :data:`MIN_INFLATION_BYTES`."""
+MIN_INFLATION_BYTES = 256 * 2 ** 20
+
+
+def check_regular_file(path: PathLike, what: str = "checkpoint") -> Path:
+    """``path`` as a Path when it is a regular file; a clear error for a missing path, a directory or a device
+    (reading ``/dev/zero`` would never end)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no {what} file at {path}")
+    if not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file (a device, pipe or socket)"
+        raise CheckpointError(f"{path} is {kind}; expected a {what} file")
+    return path
+
+
+def check_zip_sizes(path: Path) -> None:
+    """Refuse a zip-format ``torch.save`` file whose members declare far more data than the file holds (a
+    decompression bomb), before anything is inflated."""
+    if not zipfile.is_zipfile(path):
+        return
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as zf:
+            declared = sum(info.file_size for info in zf.infolist())
+    except (zipfile.BadZipFile, OSError) as err:
+        raise CheckpointError(f"cannot read {path} as a torch.save zip archive: {err}") from None
+    if declared > max(MAX_INFLATION * size, MIN_INFLATION_BYTES):
+        raise CheckpointError(f"refused to load {path}: its {size:,} bytes declare {declared:,} bytes when "
+                              "inflated (a decompression bomb?); torch.save files are stored uncompressed")
+
+
 def read_checkpoint(path: PathLike) -> Any:
     """Read ``path`` (``.safetensors`` or a ``torch.save`` file) without unpickling code; returns what it holds."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint file at {path}")
+    path = check_regular_file(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -40,13 +76,17 @@ def read_checkpoint(path: PathLike) -> Any:
             return load_file(str(path))
         except Exception as err:  # safetensors raises its own SafetensorError (and OSError / ValueError)
             raise CheckpointError(f"cannot read {path} as a safetensors file: {err}") from None
+    check_zip_sizes(path)
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, EOFError) as err:
         text = str(err).strip()
         after = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
-        detail = next((line.strip() for line in after.splitlines() if line.strip()), type(err).__name__)
+        # torch's own text may advise weights_only=False: wrong advice for a file you did not make, never shown
+        detail = next((line.strip() for line in after.splitlines()
+                       if line.strip() and "weights_only" not in line and "Weights only load failed" not in line),
+                      type(err).__name__)
         if "global" in detail.lower():  # the file names a class or function to call while unpickling
             raise CheckpointError(
                 f"refused to load {path}: it holds objects other than tensors and plain containers ({detail}). "

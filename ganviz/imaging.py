@@ -1,13 +1,19 @@
 """Image conversions in one place: tensors <-> uint8 arrays and PIL images, label colouring, grids."""
 from __future__ import annotations
 
+import colorsys
+import hashlib
 import io
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .toyworld.concepts import LABEL_COLORS
+from .toyworld.concepts import CONCEPTS, LABEL_COLORS
+
+__all__ = ["to_uint8", "from_uint8", "colorize_labels", "make_grid", "upscale", "png_bytes", "heatmap_overlay",
+           "diff_heatmap", "highlight_region", "MAX_UPLOAD_BYTES", "MAX_UPLOAD_PIXELS", "MIN_UPLOAD_SIDE",
+           "ACCEPTED_FORMATS", "load_photo", "load_image", "concept_color"]
 
 
 def to_uint8(images: torch.Tensor | np.ndarray, value_range: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
@@ -100,58 +106,80 @@ MAX_UPLOAD_PIXELS = 40_000_000
 MIN_UPLOAD_SIDE = 16
 
 
-def load_photo(data: bytes, size: int | None = None, max_bytes: int = MAX_UPLOAD_BYTES,
-               max_pixels: int = MAX_UPLOAD_PIXELS, min_side: int = MIN_UPLOAD_SIDE) -> tuple[np.ndarray, str]:
-    """Decode an uploaded image to (H,W,3) uint8, centre-cropped to a square and resized to ``size``; also return a
-    note of what was converted (e.g. "16-bit grayscale -> 8-bit RGB; centre-cropped 300x200 to 200x200").
+def _to_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
+    """Convert a decoded image of any mode to RGB, noting what was converted."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, np.float64)  # 16-bit values: the full range 0..65535 maps to 0..255
+        img = Image.fromarray(np.clip(np.round(arr / 257.0), 0, 255).astype(np.uint8))
+        notes.append("16-bit grayscale scaled to 8-bit RGB")
+    elif img.mode in ("RGBA", "LA", "P", "PA"):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)
+        notes.append("transparency composited on white")
+    elif img.mode == "CMYK":
+        notes.append("CMYK converted to RGB")
+    elif img.mode in ("L", "1"):
+        notes.append("grayscale converted to RGB")
+    elif img.mode not in ("RGB",):
+        notes.append(f"{img.mode} converted to RGB")
+    return img.convert("RGB")
 
-    Refuses empty files, files over ``max_bytes``, images over ``max_pixels`` (decompression bombs: refused from
-    the header, before decoding), images with a side under ``min_side``, truncated files and anything Pillow
-    cannot read, with a ``ValueError`` that says what was expected.  Grayscale, palette, RGBA (composited on
-    white), CMYK and 16-bit images are converted.
-    """
-    if len(data) == 0:
-        raise ValueError("the uploaded file is empty; expected a PNG or JPEG image")
-    if len(data) > max_bytes:
-        raise ValueError(f"the file is {len(data) / 2**20:.1f} MB; images up to {max_bytes / 2**20:.0f} MB are "
-                         "accepted")
-    from PIL import UnidentifiedImageError
 
-    notes: list[str] = []
+ACCEPTED_FORMATS = ("PNG", "JPEG")
+"""Upload formats: only these decoders are tried (no TIFF floats, no PostScript handed to Ghostscript)."""
+
+
+def _decode(data: bytes, max_pixels: int, min_side: int, notes: list[str]) -> Image.Image:
+    """Open ``data`` as PNG or JPEG only, check its size from the header, decode it upright and in RGB."""
+    from PIL import ImageOps, UnidentifiedImageError
+
     fmt = "image"
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=list(ACCEPTED_FORMATS)) as img:
             w, h = img.size
             if w * h > max_pixels:
                 raise ValueError(f"the image has {w}x{h} pixels; at most {max_pixels:,} pixels are accepted")
             if min(w, h) < min_side:
                 raise ValueError(f"the image is {w}x{h} pixels; expected at least {min_side}x{min_side}")
             fmt = img.format or "image"
+            frames = int(getattr(img, "n_frames", 1))
             img.load()
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(img, np.float64)
-                img = Image.fromarray((arr / max(arr.max(), 1) * 255).astype(np.uint8))
-                notes.append("16-bit grayscale scaled to 8-bit RGB")
-            elif img.mode in ("RGBA", "LA", "P", "PA"):
-                img = img.convert("RGBA")
-                background = Image.new("RGBA", img.size, (255, 255, 255, 255))
-                img = Image.alpha_composite(background, img)
-                notes.append("transparency composited on white")
-            elif img.mode == "CMYK":
-                notes.append("CMYK converted to RGB")
-            elif img.mode in ("L", "1"):
-                notes.append("grayscale converted to RGB")
-            elif img.mode not in ("RGB",):
-                notes.append(f"{img.mode} converted to RGB")
-            img = img.convert("RGB")
+            if frames > 1:
+                notes.append(f"first of {frames} frames used")
+            if img.getexif().get(0x0112, 1) not in (0, 1):  # the EXIF Orientation tag
+                img = ImageOps.exif_transpose(img)
+                notes.append("turned upright as its EXIF orientation says")
+            return _to_rgb(img, notes)
     except UnidentifiedImageError:
-        raise ValueError("the file is not an image Pillow can read; expected a PNG or JPEG image") from None
+        raise ValueError("the file is not an image ganviz accepts; expected a PNG or JPEG image (other "
+                         "formats are not decoded)") from None
     except Image.DecompressionBombError as err:
         raise ValueError(f"the image is too large to decode safely; at most {max_pixels:,} pixels are accepted "
                          f"({err})") from None
     except (OSError, SyntaxError, EOFError) as err:  # truncated or corrupt data inside a valid header
         raise ValueError(f"the {fmt} file is truncated or corrupt ({err}); "
                          "expected a complete PNG or JPEG image") from None
+
+
+def load_photo(data: bytes, size: int | None = None, max_bytes: int = MAX_UPLOAD_BYTES,
+               max_pixels: int = MAX_UPLOAD_PIXELS, min_side: int = MIN_UPLOAD_SIDE) -> tuple[np.ndarray, str]:
+    """Decode an uploaded image to (H,W,3) uint8, centre-cropped to a square and resized to ``size``; also return a
+    note of what was converted (e.g. "16-bit grayscale scaled to 8-bit RGB; centre-cropped 300x200 to 200x200").
+
+    Accepts PNG and JPEG only (:data:`ACCEPTED_FORMATS`).  Refuses empty files, files over ``max_bytes``, images
+    over ``max_pixels`` (decompression bombs: refused from the header, before decoding), images with a side under
+    ``min_side``, truncated files and other formats, with a ``ValueError`` that says what was expected.
+    Grayscale, palette, RGBA (composited on white), CMYK and 16-bit images are converted, an EXIF orientation is
+    applied and an animated PNG gives its first frame, each said in the note.
+    """
+    if len(data) == 0:
+        raise ValueError("the uploaded file is empty; expected a PNG or JPEG image")
+    if len(data) > max_bytes:
+        raise ValueError(f"the file is {len(data) / 2**20:.1f} MB; images up to {max_bytes / 2**20:.0f} MB are "
+                         "accepted")
+    notes: list[str] = []
+    img = _decode(data, max_pixels, min_side, notes)
     side = min(img.size)
     if img.width != img.height:
         notes.append(f"centre-cropped {img.width}x{img.height} to {side}x{side}")
@@ -167,3 +195,18 @@ def load_image(data: bytes, size: int | None = None, max_bytes: int = MAX_UPLOAD
                max_pixels: int = MAX_UPLOAD_PIXELS, min_side: int = MIN_UPLOAD_SIDE) -> np.ndarray:
     """Decode an uploaded image like :func:`load_photo`, without the note."""
     return load_photo(data, size, max_bytes, max_pixels, min_side)[0]
+
+
+def concept_color(name: str) -> tuple[int, int, int]:
+    """The colour of a concept, keyed by its name: the toy world's label colour for a toy-world concept, else a
+    colour drawn from a hash of the name (the same in every session and process, and distinct names get distinct
+    hues, saturations and brightnesses, so a 150-concept vocabulary is told apart too)."""
+    if name in CONCEPTS:
+        r, g, b = LABEL_COLORS[CONCEPTS.index(name)]
+        return int(r), int(g), int(b)
+    digest = hashlib.sha256(str(name).encode("utf-8")).digest()
+    hue = int.from_bytes(digest[:4], "big") / 2 ** 32
+    saturation = 0.5 + 0.45 * digest[4] / 255
+    value = 0.6 + 0.35 * digest[5] / 255
+    r, g, b = colorsys.hsv_to_rgb(hue, saturation, value)
+    return round(r * 255), round(g * 255), round(b * 255)

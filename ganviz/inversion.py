@@ -19,9 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .causal import model_device
+from .plumbing import eval_mode, frozen, model_device, seeded_latents, z_dim_of
 from .imaging import from_uint8
-from .trace import Compose, Edit, Replace, Trace, get_module
+from .edits import Compose, Edit, Replace
+from .trace import Trace, get_module
+
+__all__ = ["psnr", "InversionResult", "reconstruct", "encode", "invert", "later_layers", "finetune", "Inverter"]
 
 
 def psnr(a: Tensor, b: Tensor, data_range: float = 2.0) -> float:
@@ -71,15 +74,8 @@ def reconstruct(generator: nn.Module, result: InversionResult, edit: Optional[Ma
         fixed = result.features
         base = Replace(lambda _: fixed)
         edits[result.layer] = Compose(base, edits[result.layer]) if result.layer in edits else base
-    with torch.no_grad(), Trace(model, [], retain_output=False, edit=edits or None) as tr:
+    with torch.no_grad(), eval_mode(model), Trace(model, [], retain_output=False, edit=edits or None) as tr:
         return tr.run(result.z)
-
-
-def _frozen(model: nn.Module) -> List[bool]:
-    flags = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return flags
 
 
 def _as_target(generator: nn.Module, target: Tensor) -> Tensor:
@@ -141,12 +137,36 @@ def _loss_fn(target: Tensor, feature_loss: Optional[Callable[[Tensor, Tensor], T
 @torch.no_grad()
 def encode(encoder: nn.Module, image: Tensor) -> Tensor:
     """The encoder's latent for an image batch ``(N, C, H, W)`` (in the generator's output range)."""
-    was = encoder.training
-    encoder.eval()
-    try:
+    with eval_mode(encoder):
         return encoder(image.to(model_device(encoder)).float())
-    finally:
-        encoder.train(was)
+
+
+def _optimise_features(generator: nn.Module, layer: str, best: Dict[str, Optional[Tensor]],
+                       features_init: Optional[Tensor], loss_of: Callable[[Tensor], Tensor], loop: "_Loop",
+                       lr: float, steps: int) -> None:
+    """The second phase of :func:`invert`: Adam on ``layer``'s whole feature map, from the better of the best
+    latent's features and ``features_init``; ``best["features"]`` keeps the best map so far."""
+    with torch.no_grad(), Trace(generator, layer, stop=True) as tr:
+        tr.run(best["z"])
+        start = tr[layer].output.detach().clone()
+    if features_init is not None:
+        guess = torch.as_tensor(features_init).to(start.device, start.dtype)
+        if guess.shape != start.shape:
+            raise ValueError(f"features_init has shape {tuple(guess.shape)}; {layer!r} makes {tuple(start.shape)}")
+        with torch.no_grad():
+            fit = [float(loss_of(Trace(generator, [], retain_output=False,
+                                       edit={layer: Replace(lambda _, f=f: f)}).run(best["z"])))
+                   for f in (start, guess)]
+        start = guess if fit[1] < fit[0] else start
+    feats = start.clone().requires_grad_(True)
+    best["features"] = feats.detach().clone()
+    loop.best_loss = float("inf")  # the first layer step re-measures the best z's loss
+    with Trace(generator, [], retain_output=False, edit={layer: Replace(lambda _: feats)}) as tr:
+        def layer_step() -> Tuple[Tensor, Tensor]:
+            image = tr.run(best["z"])
+            return loss_of(image), image
+
+        loop.run([feats], lr, steps, layer_step, lambda: best.update(features=feats.detach().clone()))
 
 
 def invert(generator: nn.Module, target: Tensor, *, encoder: Optional[nn.Module] = None,
@@ -165,54 +185,22 @@ def invert(generator: nn.Module, target: Tensor, *, encoder: Optional[nn.Module]
     target = _as_target(generator, target)
     if layer is not None:
         get_module(generator, layer)
-    dev = target.device
     if z_init is None and encoder is not None:
         z_init = encode(encoder, target)
     if z_init is None:
-        z_dim = int(z_dim if z_dim is not None else getattr(generator, "z_dim", 0))
-        if z_dim <= 0:
-            raise ValueError("pass encoder=, z_init= or z_dim= (the generator has no z_dim attribute)")
-        z_init = torch.randn(1, z_dim, generator=torch.Generator().manual_seed(seed))
-    z = z_init.detach().clone().to(dev).reshape(1, -1).requires_grad_(True)
-    was_training, flags = generator.training, _frozen(generator)
-    generator.eval()
+        z_init = seeded_latents(1, z_dim_of(generator, z_dim), seed)
+    z = z_init.detach().clone().to(target.device).reshape(1, -1).requires_grad_(True)
     loss_of = _loss_fn(target, feature_loss, feature_weight)
     loop = _Loop(stop, callback)
     best: Dict[str, Optional[Tensor]] = {"z": z.detach().clone(), "features": None}
-    try:
+    with frozen(generator):
         def z_step() -> Tuple[Tensor, Tensor]:
             image = generator(z)
             return loss_of(image), image
 
         loop.run([z], lr, steps, z_step, lambda: best.update(z=z.detach().clone()))
         if layer is not None and not loop.interrupted:
-            with torch.no_grad(), Trace(generator, layer, stop=True) as tr:
-                tr.run(best["z"])
-                start = tr[layer].output.detach().clone()
-            if features_init is not None:
-                guess = torch.as_tensor(features_init).to(start.device, start.dtype)
-                if guess.shape != start.shape:
-                    raise ValueError(f"features_init has shape {tuple(guess.shape)}; {layer!r} makes "
-                                     f"{tuple(start.shape)}")
-                with torch.no_grad():
-                    fit = [float(loss_of(Trace(generator, [], retain_output=False,
-                                               edit={layer: Replace(lambda _, f=f: f)}).run(best["z"])))
-                           for f in (start, guess)]
-                start = guess if fit[1] < fit[0] else start
-            feats = start.clone().requires_grad_(True)
-            best["features"] = feats.detach().clone()
-            loop.best_loss = float("inf")  # the first layer step re-measures the best z's loss
-            with Trace(generator, [], retain_output=False, edit={layer: Replace(lambda _: feats)}) as tr:
-                def layer_step() -> Tuple[Tensor, Tensor]:
-                    image = tr.run(best["z"])
-                    return loss_of(image), image
-
-                loop.run([feats], layer_lr, layer_steps, layer_step,
-                         lambda: best.update(features=feats.detach().clone()))
-    finally:
-        for p, flag in zip(generator.parameters(), flags):
-            p.requires_grad_(flag)
-        generator.train(was_training)
+            _optimise_features(generator, layer, best, features_init, loss_of, loop, layer_lr, layer_steps)
     result = InversionResult(best["z"], target, 0.0, loop.losses, layer if best["features"] is not None else None,
                              best["features"], loop.interrupted, target=target)
     result.image = reconstruct(generator, result).detach()
@@ -320,10 +308,8 @@ class Inverter:
     def resolution(self) -> int:
         """The generator's output side in pixels (measured once with one forward pass)."""
         if self._resolution == 0:
-            z_dim = int(getattr(self.generator, "z_dim", 0))
-            if z_dim <= 0:
-                raise ValueError("the generator has no z_dim attribute to measure its resolution")
-            with torch.no_grad():
+            z_dim = z_dim_of(self.generator)
+            with torch.no_grad(), eval_mode(self.generator):
                 out = self.generator(torch.zeros(1, z_dim, device=model_device(self.generator)))
             self._resolution = int(out.shape[-1])
         return self._resolution

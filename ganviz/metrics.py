@@ -1,13 +1,25 @@
-"""Distribution metrics: Frechet distance between feature sets, segmentation accuracy and IoU."""
+"""Distribution metrics: Frechet distance between feature sets, segmentation accuracy and IoU.
+
+    frechet_distance(feats_a, feats_b)                      # rows are samples
+    extract = layer_features(model, "conv5_3")              # images in [-1, 1] -> pooled features
+    segmentation_scores(confusion(pred, labels, k))         # pixel accuracy, IoU per class, mean IoU
+
+FID with its default features is :func:`ganviz.fid_score.fid`; Inception-v3 weights load through
+:func:`ganviz.formats.inception_features`.
+"""
 from __future__ import annotations
 
-import os
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .plumbing import eval_mode, model_device
+from .trace import Trace, get_module
+
+__all__ = ["frechet_distance", "confusion", "segmentation_scores", "FeatureExtractor", "layer_features"]
 
 
 def _sqrt_psd(m: np.ndarray) -> np.ndarray:
@@ -61,19 +73,15 @@ def layer_features(model: nn.Module, layer: str, *, size: Optional[int] = None,
     ``mean``/``std`` (the defaults map back to [-1, 1], the bundled models' input range; ImageNet-trained
     networks such as Inception use (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225) and size 299).
     """
-    from .trace import Trace, get_module
-
     get_module(model, layer)
     m = torch.tensor(mean).view(1, 3, 1, 1)
     s = torch.tensor(std).view(1, 3, 1, 1)
 
     @torch.no_grad()
     def extract(images: torch.Tensor) -> torch.Tensor:
-        dev = next(model.parameters()).device
+        dev = model_device(model)
         out = []
-        was = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             for i in range(0, len(images), batch):
                 x = (images[i:i + batch].to(dev).float() + 1) / 2
                 if size is not None and x.shape[-1] != size:
@@ -83,78 +91,6 @@ def layer_features(model: nn.Module, layer: str, *, size: Optional[int] = None,
                     tr.run(x)
                     f = tr[layer].output
                 out.append((f.mean((2, 3)) if f.ndim == 4 else f.flatten(1)).float().cpu())
-        finally:
-            model.train(was)
         return torch.cat(out)
 
     return extract
-
-
-def bundled_classifier_features() -> FeatureExtractor:
-    """The default FID features: the bundled toy classifier's pooled ``conv5_3`` (192-d)."""
-    from .zoo import load
-
-    classifier, _ = load("toy-classifier")
-    return layer_features(classifier, "conv5_3")
-
-
-INCEPTION_VARIANTS = ("auto", "torchvision", "fid")
-
-
-def inception_features(path: str | os.PathLike[str], device: str | torch.device = "cpu", variant: str = "auto",
-                       batch: int = 50) -> FeatureExtractor:
-    """The usual FID features: Inception-v3's 2048-d pooled features, from a weights file you supply.
-
-    ``path``: a torchvision ``inception_v3`` state dict (e.g. ``inception_v3_google-0cc3c7bd.pth``; with or
-    without ``AuxLogits.*``) or pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` (the TensorFlow FID
-    network, which published FID values use); read safely by :func:`ganviz.checkpoints.load_state`, nothing is
-    downloaded.  ``variant``: ``"auto"`` tells them apart from ``fc.weight`` (1000 vs 1008 classes),
-    ``"torchvision"`` / ``"fid"`` force one.  Images in [-1, 1] are resized to 299x299 (bilinear, as pytorch-fid)
-    and fed in [-1, 1] (pytorch-fid), or ImageNet-normalised for the torchvision weights, which the model maps
-    back to [-1, 1] as torchvision's pretrained ``inception_v3`` does (``transform_input``).  Missing,
-    unexpected or mis-shaped keys raise :class:`~ganviz.checkpoints.CheckpointError` naming them.  The network
-    is available as the extractor's ``model`` attribute.
-    """
-    from .adapters import IMAGENET_MEAN, IMAGENET_STD
-    from .checkpoints import CheckpointError, load_into, load_state
-    from .models import inception
-
-    if variant not in INCEPTION_VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; variants: {', '.join(INCEPTION_VARIANTS)}")
-    state, _ = load_state(path)
-    try:
-        detected = inception.variant_from_state_dict(state)
-    except ValueError as err:
-        if variant == "auto" or "fc.weight" not in state:
-            raise CheckpointError(f"{path}: {err}") from None
-        detected = variant
-    variant = detected if variant == "auto" else variant
-    fid_net = variant == "fid"
-    aux = any(k.startswith("AuxLogits.") for k in state)
-    model = inception.Inception3(int(state["fc.weight"].shape[0]), aux_logits=aux, transform_input=not fid_net,
-                                 fid=fid_net)
-    what = "pytorch-fid's FID Inception-v3" if fid_net else "torchvision's Inception-v3"
-    load_into(model, state, what)
-    model.to(device).eval()
-    if fid_net:
-        extract = layer_features(model, "avgpool", size=299, batch=batch)
-    else:
-        extract = layer_features(model, "avgpool", size=299, mean=IMAGENET_MEAN, std=IMAGENET_STD, batch=batch)
-    extract.model = model  # type: ignore[attr-defined]
-    return extract
-
-
-def fid(real: torch.Tensor, fake: torch.Tensor, extractor: Optional[FeatureExtractor] = None) -> float:
-    """Frechet distance between the features of two image sets ``(N, 3, H, W)`` in [-1, 1].
-
-    ``extractor`` defaults to :func:`bundled_classifier_features` (meaningful for toy-world images); pass
-    ``inception_features("pt_inception-2015-12-05-6726825d.pth")`` for the usual Inception FID when you have
-    the weights file, or ``layer_features(model, layer, ...)`` for any network.  Values from different
-    extractors are not comparable.
-    """
-    for name, x in (("real", real), ("fake", fake)):
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"{name} images must be a (N, 3, H, W) tensor, got "
-                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-    extractor = extractor or bundled_classifier_features()
-    return frechet_distance(extractor(real), extractor(fake))

@@ -13,9 +13,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .causal import model_device
-from .dissect import _segment
+from .plumbing import eval_mode, model_device, seeded_generator, segment, z_dim_of
 from .metrics import frechet_distance
+
+__all__ = ["MIN_PIXELS", "ConceptStats", "label_statistics", "segment_statistics", "generated_statistics",
+           "OmissionReport", "compare", "missing_concepts"]
 
 MIN_PIXELS = 4
 """Pixels of a concept that make an image "contain" it."""
@@ -66,8 +68,9 @@ def segment_statistics(images: Tensor, segmenter: Callable[[Tensor], Any], conce
         raise ValueError("no images to segment")
     if device is None:
         device = model_device(segmenter) if isinstance(segmenter, nn.Module) else torch.device("cpu")
-    labels = [_segment(segmenter, images[i:i + batch_size].to(device))[0].cpu()
-              for i in range(0, len(images), batch_size)]
+    with eval_mode(segmenter):
+        labels = [segment(segmenter, images[i:i + batch_size].to(device))[0].cpu()
+                  for i in range(0, len(images), batch_size)]
     return label_statistics(torch.cat(labels), concept_names)
 
 
@@ -76,18 +79,17 @@ def generated_statistics(generator: nn.Module, segmenter: Callable[[Tensor], Any
                          n: int = 1000, z_dim: Optional[int] = None, seed: int = 0, batch_size: int = 128,
                          segmenter_preprocess: Optional[Callable[[Tensor], Tensor]] = None) -> ConceptStats:
     """:class:`ConceptStats` of ``n`` samples ``generator(z)``, ``z`` standard normal drawn with ``seed``."""
-    z_dim = int(z_dim if z_dim is not None else getattr(generator, "z_dim", 0))
-    if z_dim <= 0:
-        raise ValueError("pass z_dim= (the generator has no z_dim attribute)")
+    z_dim = z_dim_of(generator, z_dim)
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     prep = segmenter_preprocess or (lambda x: x)
     dev = model_device(generator)
-    g = torch.Generator().manual_seed(seed)
+    g = seeded_generator(seed)
     labels = []
-    for i in range(0, n, batch_size):
-        z = torch.randn(min(batch_size, n - i), z_dim, generator=g).to(dev)
-        labels.append(_segment(segmenter, prep(generator(z)))[0].cpu())
+    with eval_mode(generator, segmenter):
+        for i in range(0, n, batch_size):
+            z = torch.randn(min(batch_size, n - i), z_dim, generator=g).to(dev)
+            labels.append(segment(segmenter, prep(generator(z)))[0].cpu())
     return label_statistics(torch.cat(labels), concept_names)
 
 
@@ -164,7 +166,8 @@ def missing_concepts(segmenter: Callable[[Tensor], Any], target: Tensor, reconst
     pair = torch.cat([torch.as_tensor(target).reshape(1, *target.shape[-3:]),
                       torch.as_tensor(reconstruction).reshape(1, *reconstruction.shape[-3:])])
     dev = model_device(segmenter) if isinstance(segmenter, nn.Module) else torch.device("cpu")
-    labels = _segment(segmenter, pair.to(dev))[0].cpu()
+    with eval_mode(segmenter):
+        labels = segment(segmenter, pair.to(dev))[0].cpu()
     stats = label_statistics(labels, concept_names, min_pixels=1)
     before, after = stats.per_image[0], stats.per_image[1]
     pixels = labels[0].numel()

@@ -15,11 +15,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .causal import model_device
+from .plumbing import eval_mode, model_device
 from .dissect import DissectionResult
 from .imaging import to_uint8
 from .inversion import InversionResult, reconstruct
-from .trace import Compose, SetLevel, Trace, get_module
+from .edits import Compose, SetLevel
+from .trace import Trace, get_module
+
+__all__ = ["STRENGTHS", "MODES", "brush_mask", "Stroke", "Painter"]
 
 STRENGTHS: Dict[str, int] = {"low": 4, "med": 10, "high": 15}
 """Units per concept for each strength (the GANPaint client's top 4/10/15)."""
@@ -27,23 +30,65 @@ STRENGTHS: Dict[str, int] = {"low": 4, "med": 10, "high": 15}
 MODES = ("draw", "remove")
 
 
+MAX_STROKE_POINTS = 10_000
+"""Points one stroke may have (a mouse drag sends a few hundred)."""
+
+
+def _clip_segment(a: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The part of segment ``a``-``b`` inside the box ``[lo, hi]`` (Liang-Barsky), or None when it misses it."""
+    t0, t1, d = 0.0, 1.0, b - a
+    for k in range(2):
+        if d[k] == 0:
+            if not lo[k] <= a[k] <= hi[k]:
+                return None
+            continue
+        ta, tb = (lo[k] - a[k]) / d[k], (hi[k] - a[k]) / d[k]
+        t0, t1 = max(t0, min(ta, tb)), min(t1, max(ta, tb))
+        if t0 > t1:
+            return None
+    return a + d * t0, a + d * t1
+
+
 def brush_mask(points: Sequence[Tuple[float, float]], radius: float, size: Tuple[int, int]) -> np.ndarray:
-    """A ``(H, W)`` float mask of discs of ``radius`` pixels along the polyline through ``points`` ``(x, y)``."""
+    """A ``(H, W)`` float mask of discs of ``radius`` pixels along the polyline through ``points`` ``(x, y)``.
+
+    Points must be finite and at most :data:`MAX_STROKE_POINTS`; the polyline is clipped to the image (plus the
+    radius), so a point far outside costs nothing; the radius must be positive and at most the image's size.
+    """
     h, w = size
-    if radius <= 0:
-        raise ValueError(f"brush radius must be positive, got {radius}")
+    if not np.isfinite(radius) or not 0 < radius <= max(h, w):
+        raise ValueError(f"brush radius must be a positive number of pixels up to {max(h, w)}, got {radius}")
     mask = np.zeros((h, w), np.float32)
     if not len(points):
         return mask
+    if len(points) > MAX_STROKE_POINTS:
+        raise ValueError(f"a stroke has at most {MAX_STROKE_POINTS:,} points, got {len(points):,}")
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    dense = [pts[0]]
-    for a, b in zip(pts[:-1], pts[1:]):  # sample segments every half radius so the stroke has no gaps
-        steps = max(1, int(np.ceil(np.hypot(*(b - a)) / max(radius / 2, 0.5))))
-        dense.extend(a + (b - a) * t for t in np.linspace(0, 1, steps + 1)[1:])
-    yy, xx = np.mgrid[0:h, 0:w]
-    for x, y in dense:
-        mask[(xx + 0.5 - x) ** 2 + (yy + 0.5 - y) ** 2 <= radius ** 2] = 1.0
+    if not np.isfinite(pts).all():
+        raise ValueError("stroke points must be finite numbers (x, y) in image pixels")
+    lo, hi = np.array([-radius, -radius]), np.array([w + radius, h + radius])
+    step = max(radius / 2, 0.5)  # sample segments every half radius so the stroke has no gaps
+    pairs = zip(pts[:-1], pts[1:]) if len(pts) > 1 else [(pts[0], pts[0])]
+    for a, b in pairs:
+        clipped = _clip_segment(a, b, lo, hi)
+        if clipped is None:
+            continue
+        a, b = clipped
+        n = max(1, int(np.ceil(np.hypot(*(b - a)) / step)))
+        for x, y in (a + (b - a) * t for t in np.linspace(0, 1, n + 1)):
+            _disc(mask, x, y, radius)
     return mask
+
+
+def _disc(mask: np.ndarray, x: float, y: float, radius: float) -> None:
+    """Set the pixels whose centres lie within ``radius`` of ``(x, y)``, touching only the disc's window."""
+    h, w = mask.shape
+    x0, x1 = max(int(np.floor(x - radius)), 0), min(int(np.ceil(x + radius)) + 1, w)
+    y0, y1 = max(int(np.floor(y - radius)), 0), min(int(np.ceil(y + radius)) + 1, h)
+    if x0 >= x1 or y0 >= y1:
+        return
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    mask[y0:y1, x0:x1][(xx + 0.5 - x) ** 2 + (yy + 0.5 - y) ** 2 <= radius ** 2] = 1.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +162,11 @@ class Painter:
             z = z[None]
         if z.shape[0] != 1:
             raise ValueError(f"a Painter paints one image: z must hold one latent, got shape {tuple(z.shape)}")
+        if z.is_floating_point() and not bool(torch.isfinite(z).all()):
+            raise ValueError("the latent holds NaN or infinite values")
+        current = getattr(self, "z", None)
+        if current is not None and tuple(z.shape) != tuple(current.shape):
+            raise ValueError(f"the latent has shape {tuple(z.shape)}; this generator takes {tuple(current.shape)}")
         return z.to(self.device)
 
     def set_latent(self, z: Tensor) -> None:
@@ -189,7 +239,7 @@ class Painter:
         edit = self.edit(strokes)
         if self.inversion is not None:
             return reconstruct(self.generator, self.inversion, None if edit is None else {self.layer: edit})
-        with Trace(self.generator, [], retain_output=False,
+        with eval_mode(self.generator), Trace(self.generator, [], retain_output=False,
                    edit=None if edit is None else {self.layer: edit}) as tr:
             return tr.run(self.z)
 

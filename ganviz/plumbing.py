@@ -3,18 +3,22 @@
     dev = model_device(model)                 # first parameter's or buffer's device; CPU for neither
     with eval_mode(generator, segmenter):     # train/eval flags of every submodule restored afterwards
         ...
+    with frozen(generator):                   # eval mode and requires_grad off, both restored
+        ...
     z = seeded_latents(8, z_dim_of(generator), seed=0)
     labels, k = segment(segmenter, images)    # argmax of logits, or integer labels as given
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+import threading
+import weakref
+from contextlib import ExitStack, contextmanager
 from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["model_device", "eval_mode", "segment", "z_dim_of", "seeded_latents", "seeded_generator"]
+__all__ = ["model_device", "model_lock", "eval_mode", "frozen", "segment", "z_dim_of", "seeded_latents", "seeded_generator"]
 
 
 def model_device(model: Any) -> torch.device:
@@ -30,18 +34,62 @@ def model_device(model: Any) -> torch.device:
     return torch.device("cpu")
 
 
+_LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """The re-entrant lock that serialises ganviz's computations on ``model`` (one per model object)."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
+
+
+@contextmanager
+def _locked(mods: list[nn.Module]) -> Iterator[None]:
+    with ExitStack() as stack:
+        for m in sorted(set(mods), key=id):  # one global order: two threads never wait on each other
+            stack.enter_context(model_lock(m))
+        yield
+
+
 @contextmanager
 def eval_mode(*models: Any) -> Iterator[None]:
-    """Put modules in eval mode for the block, then restore every submodule's own train/eval flag."""
+    """Put modules in eval mode for the block, then restore every submodule's own train/eval flag.
+
+    The block holds the models' locks (:func:`model_lock`), so two threads computing on one model take turns
+    and each finds, and leaves, the model as the user left it.
+    """
     mods = [m for m in models if isinstance(m, nn.Module)]
-    saved = [(m, m.training) for model in mods for m in model.modules()]
-    try:
-        for model in mods:
-            model.eval()
-        yield
-    finally:
-        for m, flag in saved:
-            m.training = flag
+    with _locked(mods):
+        saved = [(m, m.training) for model in mods for m in model.modules()]
+        try:
+            for model in mods:
+                model.eval()
+            yield
+        finally:
+            for m, flag in saved:
+                m.training = flag
+
+
+@contextmanager
+def frozen(*models: Any) -> Iterator[None]:
+    """Eval mode and ``requires_grad=False`` on every parameter for the block; both restored afterwards, also
+    when the block raises or is interrupted (gradients then flow only to what the caller optimises)."""
+    mods = [m for m in models if isinstance(m, nn.Module)]
+    with _locked(mods):
+        params = [p for model in mods for p in model.parameters()]
+        flags = [p.requires_grad for p in params]
+        try:
+            with eval_mode(*mods):
+                for p in params:
+                    p.requires_grad_(False)
+                yield
+        finally:
+            for p, flag in zip(params, flags):
+                p.requires_grad_(flag)
 
 
 def segment(segmenter: Callable[[Tensor], Any], x: Tensor) -> tuple[Tensor, int | None]:

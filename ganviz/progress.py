@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Optional
 
+__all__ = ["progress"]
+
 
 def progress(iterable: Optional[Iterable[Any]] = None, *, total: Optional[int] = None, desc: str = "",
              unit: str = "img", disable: bool = False, leave: Optional[bool] = None) -> Any:

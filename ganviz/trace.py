@@ -1,58 +1,60 @@
 """Read and edit the outputs of named layers inside any ``torch.nn.Module``.
 
-This is the instrumentation core of ganviz.  Layers are addressed by the
-dotted names of ``model.named_modules()`` (``"features.3"``,
-``"layer4.1.conv2"``).  A :class:`Trace` registers forward hooks while it is
-active; it can keep layer inputs/outputs, rewrite outputs with small
-:class:`Edit` objects (:class:`Ablate`, :class:`Scale`, :class:`SetLevel`,
-:class:`Replace`, :class:`Compose`) and stop the forward pass early once every
-requested layer has run.
-
-Example::
+This is the instrumentation core of ganviz.  Layers are addressed by the dotted names of ``model.named_modules()``
+(``"features.3"``, ``"layer4.1.conv2"``).  A :class:`Trace` registers forward hooks while it is active; it can
+keep layer inputs/outputs, rewrite outputs with small :class:`Edit` objects (:class:`Ablate`, :class:`Scale`,
+:class:`SetLevel`, :class:`Replace`, :class:`Compose`) and stop the forward pass early once every requested layer
+has run::
 
     with Trace(model, "layer3", edit={"layer3": Ablate([4, 17])}) as tr:
         y = tr.run(x)
     act = tr["layer3"].output          # the edited activation
+
+Layers of any layout are presented as ``[B, C, H, W]`` maps (:mod:`ganviz.layouts`)::
+
+    with Trace(vit, "blocks.5.mlp.act", edit=Ablate([7])) as tr:   # the layer gives [B, 1 + 14*14, 3072]
+        tr.run(images)
+    rec = tr["blocks.5.mlp.act"]       # .output [B, 3072, 14, 14], unit 7 zeroed at the patch tokens only;
+                                       # .prefix [B, 1, 3072] the class token (never edited); .raw [B, 197, 3072]
+
+The layout of a layer's tensor (the output, or the first tensor of a tuple / ``ModelOutput``) is, each pass: the
+one declared by ``layouts={layer: ...}`` (a :class:`~ganviz.layouts.Layout` or a string; ``None`` keeps the output
+as it is), else by ``model.layer_layouts()`` when the model has it (a grid named for another image size is
+re-read from the shape), else inferred by :func:`~ganviz.layouts.infer_layout` for 3-D and 4-D tensors, with the
+size of the model's input images (recorded by a forward pre-hook on the model; none for a latent input).
+
+* 4-D convolutional maps are inferred ``bchw``: output, edits and gradients are exactly the layer's own.
+* 2-D ``[B, C]`` outputs (logits), other ranks and outputs without a tensor are kept and edited as they are
+  (``layout`` None) unless a layout is declared (``'bc'``: ``[B, C]`` as a 1x1 map).
+* Token and channels-last outputs: ``output`` is the map, ``prefix`` the prefix tokens, ``raw`` the layer's own
+  tensor; edits act on the map and are written back in the layer's layout (prefix tokens unchanged).  With
+  ``detach=False`` the passed-on tensor is rebuilt from the map (a view where possible), so gradients with
+  respect to ``output`` work.
+
+When the layout cannot be told (an ambiguous shape such as ``[B, 12, C]``: 3x4 or 4x3?, or a declared layout that
+does not fit) tracing still works and keeps the output as it is: the :class:`~ganviz.layouts.LayoutError` naming
+the shape and how to declare the layout is raised only where a map is needed -- an edit of that layer, and
+``tr[layer].map`` (what dissection and Grad-CAM read).
 """
 from __future__ import annotations
 
 import difflib
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = [
-    "LayerNotFoundError",
-    "StopForward",
-    "get_module",
-    "layer_names",
-    "Edit",
-    "Ablate",
-    "Scale",
-    "SetLevel",
-    "Replace",
-    "Compose",
-    "LayerRecord",
-    "Trace",
-    "retain",
-    "edited_forward",
-    "count_hooks",
-]
+__all__ = ["LayerNotFoundError", "StopForward", "get_module", "layer_names", "Edit", "Ablate", "Scale", "SetLevel",
+           "Replace", "Compose", "LayerRecord", "Trace", "retain", "edited_forward", "count_hooks"]
 
-Units = Union[int, Sequence[int], Tensor, np.ndarray, range]
-Values = Union[float, Sequence[float], Tensor, np.ndarray]
-MaskLike = Union[Tensor, np.ndarray]
-EditSpec = Union["Edit", Callable[[Tensor], Tensor], Sequence[Any]]
+from .edits import Ablate, Compose, Edit, EditSpec, Replace, Scale, SetLevel, as_edit
+from .layouts import (Layout, LayoutError, LayoutSpec, infer_layout, parse_layout, primary_tensor,
+                      replace_primary)
 
 
-# --------------------------------------------------------------------------
-# Addressing layers
-# --------------------------------------------------------------------------
+# -- addressing layers ---------------------------------------------------------------------------------------------
 
 
 class LayerNotFoundError(KeyError, ValueError):
@@ -101,263 +103,7 @@ def get_module(model: nn.Module, name: str) -> nn.Module:
     return module
 
 
-# --------------------------------------------------------------------------
-# Edits
-# --------------------------------------------------------------------------
-
-
-def _where(layer: Optional[str]) -> str:
-    return f"layer {layer!r}" if layer else "this output"
-
-
-def _units_list(units: Units) -> List[int]:
-    """Normalise a unit selection to a list of Python ints."""
-    if isinstance(units, (int, np.integer)) and not isinstance(units, bool):
-        return [int(units)]
-    if isinstance(units, (Tensor, np.ndarray)):
-        t = torch.as_tensor(units)
-        if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
-            raise TypeError(f"units must be integer indices, got dtype {t.dtype}")
-        return [int(u) for u in t.flatten().tolist()]
-    out = []
-    for u in units:
-        if isinstance(u, bool) or not isinstance(u, (int, np.integer)):
-            raise TypeError(f"units must be integer indices, got {u!r}")
-        out.append(int(u))
-    return out
-
-
-def _check_values(values: Values, n_units: int, what: str) -> None:
-    """Check that ``values`` is a scalar or holds one value per unit."""
-    if isinstance(values, (int, float, np.number)):
-        return
-    t = values if isinstance(values, Tensor) else torch.as_tensor(np.asarray(values, dtype=np.float64))
-    if t.ndim > 1 or t.numel() not in (1, n_units):
-        raise ValueError(
-            f"{what} must be a scalar or one value per unit ({n_units} units), "
-            f"got shape {tuple(t.shape)}"
-        )
-
-
-def _as_mask(mask: MaskLike) -> Tensor:
-    """Convert a mask to a float tensor of shape (N, 1, H, W), checking rank and range."""
-    m = torch.as_tensor(mask)
-    if m.ndim == 2:
-        m = m[None, None]
-    elif m.ndim == 3:
-        m = m[:, None]
-    elif not (m.ndim == 4 and m.shape[1] == 1):
-        raise ValueError(
-            "mask must have shape (H, W), (N, H, W) or (N, 1, H, W); "
-            f"got shape {tuple(m.shape)}"
-        )
-    if m.dtype == torch.bool or not m.is_floating_point():
-        m = m.float()
-    if m.numel() and (bool(m.min() < 0) or bool(m.max() > 1)):
-        raise ValueError("mask values must lie in [0, 1]")
-    return m
-
-
-def _resize_mask(mask: Tensor, size: Sequence[int]) -> Tensor:
-    """Resize an (N,1,H,W) mask to ``size``: max-pool to shrink, nearest to grow."""
-    h, w = int(size[0]), int(size[1])
-    m = mask.float()
-    if m.shape[-2:] == (h, w):
-        return m
-    small = (min(m.shape[-2], h), min(m.shape[-1], w))
-    if tuple(m.shape[-2:]) != small:
-        m = F.adaptive_max_pool2d(m, small)
-    if small != (h, w):
-        m = F.interpolate(m, size=(h, w), mode="nearest")
-    return m
-
-
-class Edit:
-    """Base class: an edit maps a layer output ``(N, C, ...)`` to a new tensor."""
-
-    def apply(self, output: Tensor, layer: Optional[str] = None) -> Tensor:
-        """Return the edited ``output``; ``layer`` names it in error messages."""
-        raise NotImplementedError
-
-    def __call__(self, output: Tensor) -> Tensor:
-        return self.apply(output)
-
-
-class _UnitEdit(Edit):
-    """Shared validation for edits that act on a set of channel units."""
-
-    units: Units
-
-    def _indices(self, output: Any, layer: Optional[str]) -> Tensor:
-        if not isinstance(output, Tensor):
-            raise TypeError(
-                f"{type(self).__name__} needs a tensor output; {_where(layer)} "
-                f"returned {type(output).__name__}"
-            )
-        if output.ndim < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs an output of shape (N, C, ...); "
-                f"{_where(layer)} has shape {tuple(output.shape)}"
-            )
-        n = output.shape[1]
-        units = _units_list(self.units)
-        for u in units:
-            if not 0 <= u < n:
-                raise IndexError(
-                    f"unit {u} out of range for {_where(layer)} with {n} units "
-                    f"(expected 0..{n - 1})"
-                )
-        return torch.tensor(units, dtype=torch.long, device=output.device)
-
-    @staticmethod
-    def _per_channel(values: Values, idx: Tensor, output: Tensor, fill: float) -> Tensor:
-        """A length-C vector equal to ``fill`` except ``values`` at ``idx``."""
-        vec = torch.full((output.shape[1],), fill, dtype=output.dtype, device=output.device)
-        if isinstance(values, Tensor):
-            vals = values.to(device=output.device, dtype=output.dtype).flatten()
-        else:
-            vals = torch.as_tensor(np.asarray(values, dtype=np.float64).ravel(), dtype=output.dtype,
-                                   device=output.device)
-        if vals.numel() == 1:
-            vals = vals.expand(idx.numel())
-        return vec.index_put((idx,), vals)
-
-    @staticmethod
-    def _view(vec: Tensor, output: Tensor) -> Tensor:
-        return vec.view((1, -1) + (1,) * (output.ndim - 2))
-
-    def _spatial_mask(self, mask: Optional[Tensor], output: Tensor, layer: Optional[str]) -> Optional[Tensor]:
-        if mask is None:
-            return None
-        if output.ndim != 4:
-            raise ValueError(
-                f"a spatial mask needs an output of shape (N, C, H, W); {_where(layer)} "
-                f"has shape {tuple(output.shape)}; use mask=None"
-            )
-        m = _as_mask(mask)
-        if m.shape[0] not in (1, output.shape[0]):
-            raise ValueError(
-                f"mask batch size {m.shape[0]} does not match {_where(layer)} batch size {output.shape[0]}"
-            )
-        m = _resize_mask(m.to(output.device), output.shape[-2:])
-        return m.to(output.dtype)
-
-
-@dataclass
-class Ablate(_UnitEdit):
-    """Set the chosen units to zero (inside ``mask`` when given, else everywhere)."""
-
-    units: Units
-    mask: Optional[MaskLike] = None
-
-    def __post_init__(self) -> None:
-        _units_list(self.units)
-        if self.mask is not None:
-            _as_mask(self.mask)
-
-    def apply(self, output: Tensor, layer: Optional[str] = None) -> Tensor:
-        idx = self._indices(output, layer)
-        ind = self._view(self._per_channel(1.0, idx, output, 0.0), output)
-        m = self._spatial_mask(self.mask, output, layer)
-        if m is None:
-            return torch.where(ind.bool(), torch.zeros_like(output), output)
-        return output * (1 - ind * m)
-
-
-@dataclass
-class Scale(_UnitEdit):
-    """Multiply the chosen units by ``factors`` (a scalar or one per unit)."""
-
-    units: Units
-    factors: Values = 1.0
-
-    def __post_init__(self) -> None:
-        _check_values(self.factors, len(_units_list(self.units)), "factors")
-
-    def apply(self, output: Tensor, layer: Optional[str] = None) -> Tensor:
-        idx = self._indices(output, layer)
-        return output * self._view(self._per_channel(self.factors, idx, output, 1.0), output)
-
-
-@dataclass
-class SetLevel(_UnitEdit):
-    """Set the chosen units to ``levels`` inside a (soft) spatial ``mask``.
-
-    ``mask`` has shape (H, W), (N, H, W) or (N, 1, H, W) with values in [0, 1]
-    at any resolution; it is max-pooled down or nearest-upsampled to the layer
-    size, and the result is ``out * (1 - m) + level * m``.  ``mask=None`` means
-    everywhere.
-    """
-
-    units: Units
-    levels: Values = 0.0
-    mask: Optional[MaskLike] = None
-
-    def __post_init__(self) -> None:
-        _check_values(self.levels, len(_units_list(self.units)), "levels")
-        if self.mask is not None:
-            _as_mask(self.mask)
-
-    def apply(self, output: Tensor, layer: Optional[str] = None) -> Tensor:
-        idx = self._indices(output, layer)
-        level = self._view(self._per_channel(self.levels, idx, output, 0.0), output)
-        ind = self._view(self._per_channel(1.0, idx, output, 0.0), output)
-        m = self._spatial_mask(self.mask, output, layer)
-        if m is None:
-            return torch.where(ind.bool(), level.expand_as(output), output)
-        w = ind * m
-        return output * (1 - w) + level * w
-
-
-@dataclass
-class Replace(Edit):
-    """Replace the output with ``fn(output)``."""
-
-    fn: Callable[[Any], Any]
-
-    def apply(self, output: Any, layer: Optional[str] = None) -> Any:
-        return self.fn(output)
-
-
-class Compose(Edit):
-    """Apply several edits in order; ``Compose(a, b)`` or ``Compose([a, b])``."""
-
-    def __init__(self, *edits: EditSpec) -> None:
-        flat: List[Edit] = []
-        for e in edits:
-            if isinstance(e, (list, tuple)):
-                flat.extend(Compose(*e).edits)
-            elif isinstance(e, Compose):
-                flat.extend(e.edits)
-            elif isinstance(e, Edit):
-                flat.append(e)
-            elif callable(e):
-                flat.append(Replace(e))
-            else:
-                raise TypeError(f"not an edit: {e!r}")
-        self.edits: List[Edit] = flat
-
-    def apply(self, output: Any, layer: Optional[str] = None) -> Any:
-        for e in self.edits:
-            output = e.apply(output, layer)
-        return output
-
-    def __repr__(self) -> str:
-        return "Compose(" + ", ".join(map(repr, self.edits)) + ")"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Compose) and self.edits == other.edits
-
-
-def _as_edit(spec: EditSpec) -> Edit:
-    if isinstance(spec, Edit):
-        return spec
-    return Compose(spec)
-
-
-# --------------------------------------------------------------------------
-# Tracing
-# --------------------------------------------------------------------------
+# -- tracing -------------------------------------------------------------------------------------------------------
 
 
 def _as_names(layers: Union[None, str, Iterable[str]]) -> List[str]:
@@ -365,11 +111,10 @@ def _as_names(layers: Union[None, str, Iterable[str]]) -> List[str]:
         return []
     if isinstance(layers, str):
         return [layers]
-    names: List[str] = []
-    for n in layers:
-        if n not in names:
-            names.append(n)
-    return names
+    if not isinstance(layers, Iterable) or any(not isinstance(n, str) for n in layers):
+        raise TypeError(f"layers must be a layer name or a list of names (strings such as 'layer4'), got "
+                        f"{layers!r}")
+    return list(dict.fromkeys(layers))
 
 
 def _keep(value: Any, detach: bool, clone: bool) -> Any:
@@ -388,15 +133,50 @@ def _keep(value: Any, detach: bool, clone: bool) -> Any:
 
 
 _MISSING = object()
+_UNDECLARED = object()
+LayoutsArg = Optional[Mapping[str, Optional[LayoutSpec]]]
+
+
+def _primary(output: Any) -> Optional[Tensor]:
+    """The tensor a layer output stands for, or None when it holds none."""
+    try:
+        return primary_tensor(output)
+    except TypeError:
+        return None
+
+
+def _image_hw_of(x: Any) -> Optional[Tuple[int, int]]:
+    """``(H, W)`` of a batch of images ``[B, C, H, W]``; None for anything else (a latent, tokens, ``[B, z, 1, 1]``)."""
+    ok = isinstance(x, Tensor) and x.ndim == 4 and min(x.shape[-2:]) > 1
+    return (int(x.shape[-2]), int(x.shape[-1])) if ok else None
+
+
+@dataclass
+class _View:
+    """A hooked output's primary tensor, its layout (or why there is none) and the map it was built from."""
+
+    tensor: Optional[Tensor]
+    layout: Optional[Layout] = None
+    error: Optional[LayoutError] = None
+    fmap: Any = None  # the map the passed-on tensor was rebuilt from (after an edit, or to keep it in the graph)
 
 
 @dataclass
 class LayerRecord:
-    """What a :class:`Trace` kept for one layer."""
+    """What a :class:`Trace` kept for one layer (from the latest forward pass).
+
+    ``layout``: how the layer lays out its output (None: the output is kept as the layer gave it -- 2-D outputs,
+    outputs whose layout cannot be told, non-tensors); ``layout_error``: why it cannot be told (raised by
+    :attr:`map` and by edits).
+    """
 
     name: str
     _output: Any = field(default=_MISSING, repr=False)
     _input: Any = field(default=_MISSING, repr=False)
+    _raw: Any = field(default=_MISSING, repr=False)
+    _prefix: Optional[Tensor] = field(default=None, repr=False)
+    layout: Optional[Layout] = None
+    layout_error: Optional[LayoutError] = field(default=None, repr=False)
 
     @property
     def has_output(self) -> bool:
@@ -405,22 +185,43 @@ class LayerRecord:
 
     @property
     def output(self) -> Any:
-        """The (edited) output of the layer from the latest forward pass."""
+        """The (edited) output: a ``[B, C, H, W]`` map when :attr:`layout` is known, else as the layer gave it."""
         if self._output is _MISSING:
-            raise RuntimeError(
-                f"no output recorded for layer {self.name!r}: it has not run in this trace "
-                "(or retain_output=False, or the pass stopped before it)"
-            )
+            raise RuntimeError(f"no output recorded for layer {self.name!r}: it has not run in this trace "
+                               "(or retain_output=False, or the pass stopped before it)")
         return self._output
+
+    @property
+    def map(self) -> Tensor:
+        """The output as a ``[B, C, H, W]`` map; raises :class:`LayoutError` when its layout cannot be told."""
+        out = self.output
+        if self.layout is not None:
+            return out
+        if self.layout_error is not None:
+            raise self.layout_error
+        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise LayoutError(f"layer {self.name!r} gives {shape}, not a map; declare its layout to present it as one, "
+                          f"e.g. Trace(..., layouts={{{self.name!r}: 'bc'}}) for a [B, C] output as a 1x1 map")
+
+    @property
+    def raw(self) -> Any:
+        """The tensor the layer passed on (after edits) in its own layout (``[B, 1 + N, C]`` for ViT tokens)."""
+        if self._raw is _MISSING:
+            return self.output  # raises the "no output recorded" error
+        return self._raw
+
+    @property
+    def prefix(self) -> Optional[Tensor]:
+        """The prefix tokens ``[B, P, C]`` (class token, DeiT's distillation token) left out of the map, or None."""
+        self.output  # noqa: B018 -- the "no output recorded" error
+        return self._prefix
 
     @property
     def input(self) -> Any:
         """The first positional input of the layer from the latest forward pass."""
         if self._input is _MISSING:
-            raise RuntimeError(
-                f"no input recorded for layer {self.name!r}: pass retain_input=True "
-                "and make sure the layer ran"
-            )
+            raise RuntimeError(f"no input recorded for layer {self.name!r}: pass retain_input=True and make sure "
+                               "the layer ran")
         return self._input
 
 
@@ -433,19 +234,15 @@ class Trace:
     (via :class:`StopForward`, swallowed on exit and by :meth:`run`) as soon as
     every listed layer has produced an output.  ``detach=False`` keeps the
     autograd graph so gradients with respect to ``tr[name].output`` work.
+    ``layouts``: ``{layer: layout}`` (a :class:`~ganviz.layouts.Layout` or a string such as ``"tokens_cls"``;
+    None keeps that layer's output as it is), over ``model.layer_layouts()`` when the model has it (module
+    docstring).
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        layers: Union[None, str, Iterable[str]] = None,
-        retain_output: bool = True,
-        retain_input: bool = False,
-        detach: bool = True,
-        clone: bool = False,
-        edit: Union[None, EditSpec, Mapping[str, EditSpec]] = None,
-        stop: bool = False,
-    ) -> None:
+    def __init__(self, model: nn.Module, layers: Union[None, str, Iterable[str]] = None, retain_output: bool = True,
+                 retain_input: bool = False, detach: bool = True, clone: bool = False,
+                 edit: Union[None, EditSpec, Mapping[str, EditSpec]] = None, stop: bool = False,
+                 layouts: LayoutsArg = None) -> None:
         self.model = model
         self.layers: List[str] = _as_names(layers)
         self.retain_output = retain_output
@@ -456,20 +253,101 @@ class Trace:
         if edit is None:
             edits: Dict[str, Edit] = {}
         elif isinstance(edit, Mapping):
-            edits = {str(k): _as_edit(v) for k, v in edit.items()}
+            edits = {str(k): as_edit(v) for k, v in edit.items()}
         else:
             if len(self.layers) != 1:
                 raise ValueError("a single edit needs exactly one layer; pass a dict {layer: edit}")
-            edits = {self.layers[0]: _as_edit(edit)}
+            edits = {self.layers[0]: as_edit(edit)}
         self.edits = edits
         hooked = list(self.layers) + [n for n in edits if n not in self.layers]
         # Resolve every name before any hook exists.
         self._modules: Dict[str, nn.Module] = {n: get_module(model, n) for n in hooked}
+        self._user_layouts = {str(k): None if v is None else parse_layout(v) for k, v in (layouts or {}).items()}
+        for name in self._user_layouts:
+            get_module(model, name)
+        self._declared = self._declared_layouts(hooked)
         self._records: Dict[str, LayerRecord] = {n: LayerRecord(n) for n in self.layers}
         self._handles: List[Any] = []
         self._entered = False
         self._owner: Optional[int] = None
         self._seen: set = set()
+        self._image_hw: Optional[Tuple[int, int]] = None
+
+    def _declared_layouts(self, hooked: List[str]) -> Dict[str, Optional[Layout]]:
+        """Layouts of the hooked layers declared by ``layouts=`` or, below them, by ``model.layer_layouts()``."""
+        declared: Dict[str, Optional[Layout]] = {}
+        own = getattr(self.model, "layer_layouts", None)
+        if hooked and callable(own):
+            model_layouts = own() or {}
+            declared.update({n: parse_layout(model_layouts[n]) for n in hooked if n in model_layouts})
+        declared.update({n: v for n, v in self._user_layouts.items() if n in hooked})
+        return declared
+
+    # -- layouts ----------------------------------------------------------
+    def _view(self, name: str, output: Any) -> _View:
+        """The layout of this output of ``name`` (rules in the module docstring)."""
+        t = _primary(output)
+        if t is None:
+            return _View(None)
+        declared = self._declared.get(name, _UNDECLARED)
+        if declared is None or (declared is _UNDECLARED and t.ndim not in (3, 4)):
+            return _View(t)
+        try:
+            if declared is _UNDECLARED:
+                return _View(t, infer_layout(t.shape, self._image_hw))
+            try:
+                return _View(t, infer_layout(t.shape, self._image_hw, declared))
+            except LayoutError:  # the model's own layout names the grid at its default image size: re-read it
+                if name in self._user_layouts or declared.grid is None:
+                    raise
+                return _View(t, infer_layout(t.shape, self._image_hw, Layout(declared.kind,
+                                                                             prefix_tokens=declared.prefix_tokens)))
+        except LayoutError as err:
+            return _View(t, error=LayoutError(f"layer {name!r}: {err}; pass the layout to the trace, e.g. "
+                                              f"Trace(model, ..., layouts={{{name!r}: 'tokens_cls'}})"))
+
+    @staticmethod
+    def _edit(edit: Edit, name: str, output: Any, view: _View) -> Tuple[Any, _View]:
+        """Apply ``edit`` on the layer's map and write it back in the layer's layout."""
+        lay = view.layout
+        if lay is None:
+            if view.error is not None:
+                raise view.error
+            output = edit.apply(output, name)  # 2-D outputs, non-tensors: edited as they are
+            return output, _View(_primary(output))
+        fmap = edit.apply(lay.to_map(view.tensor), name)
+        if lay.kind == "bchw":
+            t = fmap
+        else:
+            t = lay.from_map(fmap, view.tensor)
+        if not isinstance(t, Tensor):
+            return replace_primary(output, t), _View(None)
+        return replace_primary(output, t), _View(t, lay, fmap=fmap)
+
+    @staticmethod
+    def _relink(output: Any, view: _View) -> Tuple[Any, _View]:
+        """Pass on the tensor rebuilt from its map (a view where possible) so the map is in the autograd graph."""
+        assert view.layout is not None and view.tensor is not None
+        fmap = view.layout.to_map(view.tensor)
+        t = view.layout.from_map(fmap, view.tensor)
+        return replace_primary(output, t), _View(t, view.layout, fmap=fmap)
+
+    def _record(self, record: LayerRecord, output: Any, view: _View, args: tuple) -> None:
+        record.layout, record.layout_error, record._prefix = view.layout, view.error, None
+        if self.retain_output:
+            lay = view.layout
+            if lay is None:
+                record._output = _keep(output, self.detach, self.clone)
+                record._raw = record._output if view.tensor is None or view.tensor is output else \
+                    _keep(view.tensor, self.detach, self.clone)
+            else:
+                raw = _keep(view.tensor, self.detach, self.clone)
+                live = not self.detach and view.fmap is not None
+                record._raw = raw
+                record._output = _keep(view.fmap, False, self.clone) if live else lay.to_map(raw)
+                record._prefix = lay.prefix(raw)
+        if self.retain_input:
+            record._input = _keep(args[0] if args else None, self.detach, self.clone)
 
     # -- hooks ------------------------------------------------------------
     def _make_hook(self, name: str) -> Callable[..., Any]:
@@ -479,13 +357,14 @@ class Trace:
         def hook(module: nn.Module, args: tuple, output: Any) -> Any:
             if threading.get_ident() != self._owner:  # another thread's forward pass (a widget computing in the
                 return None                            # background while a cell runs): not ours to edit or record
+            view = self._view(name, output)
             if edit is not None:
-                output = edit.apply(output, name)
+                output, view = self._edit(edit, name, output, view)
+            elif (record is not None and self.retain_output and not self.detach and view.layout is not None
+                  and view.layout.kind != "bchw"):
+                output, view = self._relink(output, view)
             if record is not None:
-                if self.retain_output:
-                    record._output = _keep(output, self.detach, self.clone)
-                if self.retain_input:
-                    record._input = _keep(args[0] if args else None, self.detach, self.clone)
+                self._record(record, output, view, args)
                 self._seen.add(name)
                 if self.stop and len(self._seen) == len(self._records):
                     self._seen.clear()
@@ -493,6 +372,12 @@ class Trace:
             return output
 
         return hook
+
+    def _pre_hook(self, module: nn.Module, args: tuple, kwargs: Dict[str, Any]) -> None:
+        """Record the size of the model's input images (``image_hw`` of :func:`~ganviz.layouts.infer_layout`)."""
+        if threading.get_ident() == self._owner:
+            x = next((a for a in list(args) + list(kwargs.values()) if isinstance(a, Tensor)), None)
+            self._image_hw = _image_hw_of(x)
 
     def _remove_hooks(self) -> None:
         handles, self._handles = self._handles, []
@@ -506,7 +391,10 @@ class Trace:
         self._seen.clear()
         self._entered = True
         self._owner = threading.get_ident()
+        self._image_hw = None
         try:
+            if self._modules:
+                self._handles.append(self.model.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
             for name, module in self._modules.items():
                 self._handles.append(module.register_forward_hook(self._make_hook(name)))
         except BaseException:
@@ -550,9 +438,8 @@ class Trace:
         try:
             return self._records[name]
         except KeyError:
-            raise LayerNotFoundError(
-                f"layer {name!r} is not traced; traced layers: {', '.join(self.layers) or '(none)'}"
-            ) from None
+            raise LayerNotFoundError(f"layer {name!r} is not traced; traced layers: "
+                                     f"{', '.join(self.layers) or '(none)'}") from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._records
@@ -576,23 +463,14 @@ class Trace:
         return {n: r.output for n, r in self._records.items() if r.has_output}
 
 
-# --------------------------------------------------------------------------
-# Convenience functions
-# --------------------------------------------------------------------------
+# -- convenience functions -----------------------------------------------------------------------------------------
 
 
-def retain(
-    model: nn.Module,
-    x: Any,
-    layers: Union[str, Iterable[str]],
-    *,
-    stop: bool = True,
-    grad: bool = False,
-    detach: Optional[bool] = None,
-    clone: bool = False,
-    edit: Union[None, Mapping[str, EditSpec]] = None,
-) -> Dict[str, Tensor]:
-    """Run ``model(x)`` once and return ``{layer: output}`` for ``layers``.
+def retain(model: nn.Module, x: Any, layers: Union[str, Iterable[str]], *, stop: bool = True, grad: bool = False,
+           detach: Optional[bool] = None, clone: bool = False, edit: Union[None, Mapping[str, EditSpec]] = None,
+           layouts: LayoutsArg = None) -> Dict[str, Tensor]:
+    """Run ``model(x)`` once and return ``{layer: output}`` for ``layers`` (maps for token layers, see
+    :class:`Trace`; ``layouts`` as there).
 
     Stops after the last requested layer unless ``stop=False``.  Runs under
     ``torch.no_grad()`` unless ``grad=True`` (then outputs keep their graph
@@ -601,7 +479,7 @@ def retain(
     names = _as_names(layers)
     if detach is None:
         detach = not grad
-    tr = Trace(model, names, detach=detach, clone=clone, edit=edit, stop=stop)
+    tr = Trace(model, names, detach=detach, clone=clone, edit=edit, stop=stop, layouts=layouts)
     with (torch.enable_grad() if grad else torch.no_grad()):
         tr.run(x)
     missing = [n for n in names if not tr[n].has_output]
@@ -610,9 +488,9 @@ def retain(
     return {n: tr[n].output for n in names}
 
 
-def edited_forward(model: nn.Module, x: Any, edits: Mapping[str, EditSpec]) -> Any:
-    """Return ``model(x)`` with ``edits`` ({layer: edit or list of edits}) applied."""
-    with Trace(model, [], retain_output=False, edit=edits) as tr:
+def edited_forward(model: nn.Module, x: Any, edits: Mapping[str, EditSpec], layouts: LayoutsArg = None) -> Any:
+    """Return ``model(x)`` with ``edits`` ({layer: edit or list of edits}) applied (on maps, see :class:`Trace`)."""
+    with Trace(model, [], retain_output=False, edit=edits, layouts=layouts) as tr:
         return tr.run(x)
 
 

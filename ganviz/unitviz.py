@@ -12,6 +12,8 @@ from .dissect import DissectionResult, as_source
 from .imaging import highlight_region, make_grid, to_uint8
 from .trace import Trace
 
+__all__ = ["images_and_maps", "unit_top_images", "unit_strip", "plot_unit_detail", "figure_png", "figure_array"]
+
 
 def _signed(x: torch.Tensor) -> torch.Tensor:
     return x * 2 - 1

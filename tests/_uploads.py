@@ -36,3 +36,12 @@ def converted() -> dict[str, tuple[bytes, str]]:
         "16-bit PNG": (encode(Image.fromarray(deep), "PNG"), "16-bit"),
         "CMYK JPEG": (encode(Image.new("CMYK", (80, 60), (0, 255, 0, 0)), "JPEG"), "CMYK"),
     }
+
+
+def other_formats() -> dict[str, bytes]:
+    """Images in formats that are not accepted (PNG and JPEG only), and a PostScript file."""
+    img = Image.fromarray(np.full((40, 40, 3), 128, np.uint8))
+    out = {fmt: encode(img, fmt) for fmt in ("BMP", "TIFF", "GIF", "PPM", "TGA", "ICO")}
+    out["float TIFF"] = encode(Image.fromarray(np.full((40, 40), 0.5, np.float32)), "TIFF")
+    out["EPS"] = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 40 40\nshowpage\n"
+    return out

@@ -1,7 +1,7 @@
 import threading
 import time
 
-from ganviz.coalesce import Latest
+from ganviz.widgets.coalesce import Latest
 
 
 def test_burst_runs_at_most_two_and_ends_on_the_last_request():

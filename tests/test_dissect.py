@@ -473,3 +473,25 @@ def test_bundled_generator_units_for_scene_concepts():
     assert {"tree", "sky", "grass"} <= found, found
     assert found & {"wall", "roof"}, found
     assert found & {"dome", "door", "window"}, found
+
+
+def test_thresholds_on_raw_or_upsampled_maps_match_exact_quantiles():
+    """threshold_on="raw" reads the quantile over the feature map's values, "upsampled" over the upsampled maps."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=4, padding=1), torch.nn.ReLU())
+    images = torch.rand(24, 3, 32, 32)
+    labels = (torch.rand(24, 32, 32) * 3).long()
+    src = ganviz.TensorSource(images, labels)
+    same = ganviz.Normalize((0.0, 1.0))
+    with torch.no_grad():
+        acts = model(images)
+    up = F.interpolate(acts, size=(32, 32), mode="bilinear", align_corners=False)
+    for where, maps in (("raw", acts), ("upsampled", up)):
+        r = dissect_classifier(model, "1", src, preprocess=same, quantile=0.9, threshold_on=where,
+                               concept_names=["a", "b", "c"], **QUIET)
+        exact = torch.quantile(maps.transpose(0, 1).reshape(4, -1), 0.9, dim=1)
+        np.testing.assert_allclose(r.thresholds, exact.numpy(), rtol=2e-2, atol=1e-4)
+    with pytest.raises(ValueError, match="threshold_on"):
+        dissect_classifier(model, "1", src, preprocess=same, threshold_on="smooth", **QUIET)

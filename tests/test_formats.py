@@ -129,7 +129,7 @@ def test_progan_first_layer_follows_the_wscale_formula():
 # ------------------------------------------------------------------------------------------------------------------
 def _exercise_generator(gen, layer, tmp_path):
     """Generate, dissect ``layer`` over a few samples, paint one stroke, ablate one unit, drive the widgets."""
-    from ganviz.widgets import PaintCanvas, UnitSwitchboard
+    from ganviz.widgets import InversionView, PaintCanvas, UnitSwitchboard
 
     seg = colour_segmenter()
     z = gen.sample_latents(2, seed=1)
@@ -153,21 +153,21 @@ def _exercise_generator(gen, layer, tmp_path):
         ablated = tr.run(z.to(gen.device))
     assert not torch.allclose(ablated, gen.generate(z))
     # the widgets take the model through its adapter
-    canvas = gen.paint_canvas(result, concepts=[concept], seed=3, background=False)
+    canvas = PaintCanvas(gen, result, concepts=[concept], seed=3, background=False)
     assert isinstance(canvas, PaintCanvas) and canvas.painter.image_size == (r, r)
     before = canvas.image.copy()
     canvas.stroke([(r * 0.1, r * 0.5), (r * 0.9, r * 0.5)])
     canvas.wait()
     assert canvas.last_error is None and (canvas.image != before).any()
-    board = gen.switchboard(seg, result, concept=concept, samples=2, rank_samples=2, background=False)
+    board = UnitSwitchboard(gen, seg, result, concept=concept, samples=2, rank_samples=2, background=False)
     assert isinstance(board, UnitSwitchboard)
     shown = board.images.copy()
     board.set_all(0.0)
     assert board.last_error is None and (board.images != shown).any()
     # invert one of its own images (a few steps), fine-tune, and show it in the inversion view
     target = gen.images(gen.sample_latents(1, seed=4))[0]
-    view = gen.inversion_view(gen.inverter(layer, steps=3, layer_steps=5, finetune_steps=3), target=target,
-                              background=False)
+    view = InversionView(gen.inverter(layer, steps=3, layer_steps=5, finetune_steps=3), target=target,
+                         background=False)
     view.run()
     view.wait()
     assert view.last_error is None and view.result.steps == 11 and view.result.generator is not None
@@ -304,16 +304,16 @@ def test_places365_vgg16_classifies_dissects_and_ablates(places_vgg):
     data = TensorSource(images)
     result = clf.dissect(data, "features.29", segmenter=colour_segmenter(), batch_size=3, k=3, progress=False)
     assert result.num_units == 512 and result.concept_names == segmenters.ColorSegmenter.concept_names
-    panel = clf.ablation_panel(data, background=False)
+    panel = AblationPanel(clf, data, background=False)
     assert isinstance(panel, AblationPanel)
     top_unit = int(torch.as_tensor(result.level(0.99)).argmax())
     before = panel.probs.copy()
     panel.set_units([top_unit])
     panel.set_scale(top_unit, 0.0)
     assert panel.last_error is None and not np.allclose(panel.probs, before)
-    grid = clf.top_activation_grid(result, data, per_page=2, images_per_unit=2, detail_images=3, background=False)
+    grid = TopActivationGrid(clf, result, data, per_page=2, images_per_unit=2, detail_images=3, background=False)
     assert isinstance(grid, TopActivationGrid) and len(grid.rows.children) == 2 and grid.last_error is None
-    cam = clf.gradcam_view(data, layers=["features.22", "features.29"], background=False)
+    cam = GradCamView(clf, data, layers=["features.22", "features.29"], background=False)
     assert isinstance(cam, GradCamView) and cam.cam.shape == (64, 64) and cam.last_error is None
     assert count_hooks(clf.model) == 0
 

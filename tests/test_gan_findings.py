@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import ganviz
-from ganviz.causal import GeneratorProbe
+from ganviz.generator_units import GeneratorProbe
 from ganviz.zoo.evaluate import WATERMARK_MIN_SHARE
 
 pytestmark = [pytest.mark.bundled, pytest.mark.slow]

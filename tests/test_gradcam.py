@@ -49,3 +49,21 @@ def test_church_evidence_lies_on_the_building():
         off.append(cam[0][~building].mean())
     assert len(on) >= 10
     assert torch.stack(on).mean() > 2 * torch.stack(off).mean()
+
+
+def test_gradcam_on_a_frozen_model_in_train_mode_matches_and_changes_nothing():
+    from ganviz.gradcam import gradcam
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    x = torch.randn(2, 3, 8, 8)
+    want, cls = gradcam(model.eval(), x, "2")
+    model.train().requires_grad_(False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    got, cls2 = gradcam(model, x, "2")
+    torch.testing.assert_close(got, want)
+    assert cls == cls2 and model.training and all(m.training for m in model.modules())
+    assert not any(p.requires_grad for p in model.parameters())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k  # BatchNorm running statistics untouched

@@ -7,7 +7,7 @@ from torch import nn
 import numpy as np
 
 from ganviz import ablation
-from ganviz.causal import GeneratorProbe
+from ganviz.generator_units import GeneratorProbe
 from ganviz.dissect import DissectionResult
 from ganviz.paint import Painter, Stroke
 from ganviz.dissect import TensorSource

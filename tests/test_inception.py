@@ -11,7 +11,8 @@ from torch import nn
 import ganviz
 from ganviz.checkpoints import CheckpointError, save_state
 from ganviz.formats import save_random_checkpoint
-from ganviz.metrics import fid, inception_features
+from ganviz.fid_score import fid
+from ganviz.formats import inception_features
 from ganviz.models import inception
 
 torch.set_num_threads(1)

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 import ganviz
-from ganviz.metrics import fid, frechet_distance, layer_features
+from ganviz.fid_score import fid
+from ganviz.metrics import frechet_distance, layer_features
 
 
 def test_frechet_distance_of_gaussians_matches_the_closed_form():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import ganviz
-from ganviz.causal import GeneratorProbe
+from ganviz.generator_units import GeneratorProbe
 from ganviz.paint import Painter, Stroke, brush_mask
 from ganviz.trace import LayerNotFoundError, count_hooks
 

@@ -69,7 +69,7 @@ def test_summary_chart_and_table(result, tmp_path):
 
 
 def test_slider_burst_runs_latest_only(classifier, source):
-    panel = AblationPanel(classifier, "conv5_3", CLASSES, source, units=[0, 1, 2], background=True)
+    panel = AblationPanel(classifier, source, layer="conv5_3", class_names=CLASSES, units=[0, 1, 2], background=True)
     panel.wait()
     gate = threading.Event()
     original = panel._predict
@@ -97,7 +97,7 @@ def test_slider_burst_runs_latest_only(classifier, source):
 
 
 def test_errors_go_to_the_status_line(classifier, source):
-    panel = AblationPanel(classifier, "conv5_3", CLASSES, source, background=False)
+    panel = AblationPanel(classifier, source, layer="conv5_3", class_names=CLASSES, background=False)
     panel.unit_text.value = "3, x"
     panel.add_button.click()
     assert "whole numbers" in panel.status.value and panel.last_error is not None
@@ -110,7 +110,7 @@ def test_errors_go_to_the_status_line(classifier, source):
                            "last_modified": datetime.now()},)
     assert panel.image.shape == (1, 3, 64, 64) and "g.png" in panel.status.value
     with pytest.raises(Exception):
-        AblationPanel(classifier, "conv5_4", CLASSES, source)
+        AblationPanel(classifier, source, layer="conv5_4", class_names=CLASSES)
 
 
 def test_removing_at_most_three_hat_units_flips_a_baseball_field(classifier, result, source, tmp_path):
@@ -126,7 +126,7 @@ def test_removing_at_most_three_hat_units_flips_a_baseball_field(classifier, res
     baseball = CLASSES.index("baseball_field")
     candidates = [i for i in range(200) if y[i] == baseball and probs[i].argmax() == baseball][:5]
     assert len(candidates) == 5
-    panel = AblationPanel(classifier, "conv5_3", CLASSES, source, result=result, background=False)
+    panel = AblationPanel(classifier, source, class_names=CLASSES, result=result, background=False)
     for i in candidates:
         panel.image_index.value = i
         res = panel.find_flip(max_units=3)
@@ -153,8 +153,41 @@ def test_a_class_depends_on_few_units(classifier, validation):
 
 
 def test_gradcam_view_highlights_the_class_evidence(classifier, source, tmp_path):
-    view = GradCamView(classifier, CLASSES, source, ["conv4_3", "conv5_3"], background=False)
+    view = GradCamView(classifier, source, ["conv4_3", "conv5_3"], class_names=CLASSES, background=False)
     view.klass.value = CLASSES.index("church")
     assert "church" in view.status.value and view.cam.shape == (64, 64)
     assert 0 <= float(view.cam.min()) and float(view.cam.max()) == pytest.approx(1.0)
     assert Image.open(view.save(tmp_path / "cam.png")).size[0] > 100
+
+
+def test_classifier_widgets_take_an_adapter_or_a_bare_module(classifier, result, source):
+    import traitlets
+
+    from ganviz import zoo
+    from ganviz.adapters import as_classifier
+
+    for build in (lambda: AblationPanel(classifier, source, result=result, background=False),
+                  lambda: GradCamView(classifier, source, background=False)):
+        with pytest.raises(ValueError, match=r"class_names=\[\.\.\.\]"):  # a bare module names no classes
+            build()
+    adapter = as_classifier(classifier, CLASSES)
+    assert as_classifier(adapter) is adapter and adapter.layers[-1] == adapter.default_layer == "conv5_3"
+    assert adapter.resolution == 64 and adapter.preprocess == ganviz.preprocessing.to_signed
+    panel = AblationPanel(adapter, source, result=result, units=[0], background=False)
+    bare = AblationPanel(classifier, source, class_names=CLASSES, result=result, units=[0], background=False)
+    bundled = AblationPanel(zoo.adapter("toy-classifier"), source, units=[0], background=False)
+    assert panel.layer == bare.layer == bundled.layer == "conv5_3" and panel.class_names == list(CLASSES)
+    assert np.allclose(panel.probs, bare.probs) and np.allclose(panel.probs, bundled.probs, atol=1e-6)
+    assert panel.state.prediction == CLASSES[int(panel.probs.argmax())] and panel.state.scales == {0: 1.0}
+    with pytest.raises(ValueError, match="leave layer= out"):
+        AblationPanel(adapter, source, layer="conv4_3", result=result)
+    cam = GradCamView(adapter, source, background=False)
+    assert cam.layer.value == "conv5_3" and len(cam.layer.options) == 13 and cam.last_error is None
+    grid = TopActivationGrid(adapter, result, source, per_page=2, background=False)
+    unit = grid.ordered_units()[0]
+    grid.state.unit = unit  # the declared state drives the view like the unit menu does
+    assert f"unit {unit}</b>" in grid.detail_title.value
+    with pytest.raises(traitlets.TraitError, match="out of range"):
+        grid.state.unit = result.num_units
+    grid.state.concept = "tree"
+    assert grid.concept.value == "tree" and all(result.label(u).concept == "tree" for u in grid.ordered_units())

@@ -50,6 +50,7 @@ def test_inverting_shows_reconstruction_difference_loss_and_what_is_missing(gen)
     assert (recon[4:10, 20:26] != (255, 0, 0)).any(axis=-1).all()  # the patch is what it could not reproduce
     shown = view.render()
     assert shown.shape[1] > 3 * 32 * 3 and not view.run_button.disabled and view.stop_button.disabled
+    assert view.state.result is result and view.state.running is False
     assert count_hooks(gen) == 0
 
 
@@ -81,7 +82,7 @@ def test_uploads_get_clear_messages_and_odd_formats_are_converted(gen):
 
 
 def test_a_finished_inversion_reaches_a_paint_canvas(gen):
-    canvas = PaintCanvas(gen, "layer1", scene_dissection(gen), scale=4, background=False)
+    canvas = PaintCanvas(gen, scene_dissection(gen), scale=4, background=False)
     view = InversionView(Inverter(gen, layer="layer1", steps=5, layer_steps=40, layer_lr=0.1),
                          target=_target(gen), background=False)
     view.on_result(canvas.painter.set_inversion)
@@ -122,3 +123,13 @@ def test_before_any_target_the_pictures_are_blank_not_broken(gen):
     for image in (view.target_image, view.recon_image, view.diff_image, view.plot):
         assert bytes(image.value).startswith(b"\x89PNG")
     assert "upload an image" in view.status.value
+
+
+def test_a_generator_adapter_brings_its_own_inverter(gen):
+    from ganviz.adapters import as_generator
+
+    view = InversionView(as_generator(gen), background=False)
+    assert view.inverter.layer == "layer1" and view.inverter.finetune_steps == 300 and view.finetune.value
+    assert view.target_image.layout.width == "192px" and view.state.result is None
+    with pytest.raises(TypeError, match="Inverter"):
+        InversionView(gen)

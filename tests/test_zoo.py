@@ -96,7 +96,7 @@ def test_training_reduces_loss_and_resumes_exactly(kind, tmp_path):
 def test_gan_training_moves(tmp_path):
     torch.set_num_threads(1)
     train.main(["gan", "--data", "64", "--batch", "8", "--workers", "1", "--steps", "6", "--log-every", "1",
-                "--sample-every", "3", "--out", str(tmp_path), "--export-to", str(tmp_path / "w")])
+                "--sample-every", "3", "--bn-batches", "2", "--out", str(tmp_path), "--export-to", str(tmp_path / "w")])
     log = (tmp_path / "gan" / "log.txt").read_text().splitlines()
     assert len(log) == 6 and len(set(log)) == 6
     assert (tmp_path / "gan" / "samples_000003.png").exists()

@@ -5,7 +5,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Sequence
+
+__all__ = ["APPS", "notebook", "voila_command", "serve", "paint_app"]
+
+__all__ = ["APPS", "notebook", "voila_command", "serve", "paint_app"]
 
 APPS = {"paint": Path(__file__).parent / "paint.ipynb"}
 
@@ -18,7 +22,7 @@ def notebook(name: str = "paint") -> Path:
 
 
 def voila_command(name: str = "paint", port: int = 8866, open_browser: bool = True, ip: str = "127.0.0.1",
-                  extra: Sequence[str] = ()) -> list:
+                  extra: Sequence[str] = ()) -> list[str]:
     """The command line that serves app ``name`` with Voila."""
     cmd = [sys.executable, "-m", "voila", str(notebook(name)), f"--port={port}", f"--Voila.ip={ip}",
            "--theme=light"]
@@ -41,7 +45,7 @@ def serve(name: str = "paint", port: int = 8866, open_browser: bool = True, ip: 
         return 0
 
 
-def paint_app(seed: int = 0, layer: Optional[str] = None):
+def paint_app(seed: int = 0, layer: str | None = None) -> Any:
     """The GAN Paint app on the bundled toy GAN (what the app notebook shows): the paint canvas, and below it the
     inversion view that reconstructs uploaded photos for painting."""
     import ipywidgets as W
@@ -55,7 +59,7 @@ def paint_app(seed: int = 0, layer: Optional[str] = None):
     encoder, _ = zoo.load("toy-encoder")
     segmenter, sinfo = zoo.load("toy-segmenter")
     inverter = Inverter(generator, encoder, layer=result.layer, finetune_steps=300)
-    canvas = PaintCanvas(generator, result.layer, result, seed=seed, inverter=inverter)
+    canvas = PaintCanvas(generator, result, seed=seed, inverter=inverter)
     view = InversionView(inverter, segmenter=segmenter, concept_names=sinfo.concept_names)
     canvas.attach(view)
     title = W.HTML("<h2 style='margin:4px 0'>GAN Paint on the toy world</h2>"

@@ -40,7 +40,7 @@ def dissect_classifier(model: nn.Module, layer: str, data: Any, *,
                        cache_dir: PathLike = None, progress: bool = True,
                        chunk_size: int = 512, sketch_resolution: int = 2048,
                        activation_cache_bytes: int = 512 << 20,
-                       distributed: Optional[bool] = None) -> DissectionResult:
+                       distributed: Optional[bool] = None, threshold_on: str = "raw") -> DissectionResult:
     """Dissect ``layer`` of an image classifier over ``data`` (first ``n`` items).
 
     ``data``: a :class:`DataSource` (e.g. :class:`ToyWorldSource`), an image tensor, or a Dataset.  Concept
@@ -51,11 +51,14 @@ def dissect_classifier(model: nn.Module, layer: str, data: Any, *,
     ``device``: move the model (and segmenter) there; default the model's own device.  ``cache_dir``: reuse
     a result computed with identical weights, data and parameters (and resume after pass 1).
     ``activation_cache_bytes``: keep pass-1 activations for pass 2 when they fit (0: always recompute).
-    ``distributed``: ``None`` uses ``torch.distributed`` when it is initialised.  See :class:`DissectConfig`.
+    ``distributed``: ``None`` uses ``torch.distributed`` when it is initialised.  ``threshold_on``: ``"raw"``
+    (the quantile of the feature map's own values, as in the Network Dissection paper) or ``"upsampled"`` (of
+    the upsampled maps the masks are cut from); see :class:`DissectConfig`.
     """
     config = DissectConfig(n=n, batch_size=batch_size, k=k, quantile=quantile, chunk_size=chunk_size,
                            sketch_resolution=sketch_resolution, activation_cache_bytes=activation_cache_bytes,
-                           device=device, cache_dir=cache_dir, progress=progress, distributed=distributed)
+                           device=device, cache_dir=cache_dir, progress=progress, distributed=distributed,
+                           threshold_on=threshold_on)
     task = Task(model, layer, "classifier", as_source(data), preprocess=preprocess or to_signed,
                 segmenter=segmenter, segmenter_preprocess=segmenter_preprocess or to_signed,
                 concept_names=concept_names)
@@ -78,7 +81,7 @@ def dissect_generator(generator: nn.Module, layer: str, segmenter: Callable[[Ten
                       cache_dir: PathLike = None, progress: bool = True,
                       chunk_size: int = 512, sketch_resolution: int = 2048,
                       activation_cache_bytes: int = 512 << 20,
-                      distributed: Optional[bool] = None) -> DissectionResult:
+                      distributed: Optional[bool] = None, threshold_on: str = "raw") -> DissectionResult:
     """Dissect ``layer`` of a generator over ``n`` samples (default 1000), labelling generated images with
     ``segmenter``.
 
@@ -92,7 +95,8 @@ def dissect_generator(generator: nn.Module, layer: str, segmenter: Callable[[Ten
         raise ValueError("dissecting a generator needs a segmenter to label the generated images")
     config = DissectConfig(n=n, batch_size=batch_size, k=k, quantile=quantile, chunk_size=chunk_size,
                            sketch_resolution=sketch_resolution, activation_cache_bytes=activation_cache_bytes,
-                           device=device, cache_dir=cache_dir, progress=progress, distributed=distributed)
+                           device=device, cache_dir=cache_dir, progress=progress, distributed=distributed,
+                           threshold_on=threshold_on)
     task = Task(generator, layer, "generator", source, preprocess=identity, segmenter=segmenter,
                 segmenter_preprocess=segmenter_preprocess or identity, concept_names=concept_names)
     return run_dissection(task, config)

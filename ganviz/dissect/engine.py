@@ -28,6 +28,7 @@ from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..cache import ResultCache, callable_id, make_key, weights_hash
@@ -73,10 +74,13 @@ def _batches(chunk: range, batch_size: int) -> Iterator[range]:
 def _sketch_chunk(run: _Passes, chunk: range, topk: TopK, store: ActivationStore, bar) -> Quantile:
     """One chunk's quantile sketch; its images' spatial maxima go into ``topk``, activations to ``store``."""
     sketch = Quantile(run.config.sketch_resolution)
+    upsampled = run.config.threshold_on == "upsampled"
     for b in _batches(chunk, run.config.batch_size):
-        acts, labels = run.probe(b, store.wants_labels)
+        acts, labels = run.probe(b, store.wants_labels or upsampled)
+        maps = acts if not upsampled else F.interpolate(acts, size=tuple(labels.shape[-2:]), mode="bilinear",
+                                                        align_corners=False)
         # [N*H*W, C] samples, as the transpose of a contiguous [C, N*H*W] (the sketch's layout)
-        sketch.add(acts.transpose(0, 1).reshape(acts.shape[1], -1).t())
+        sketch.add(maps.transpose(0, 1).reshape(maps.shape[1], -1).t())
         topk.add(acts.amax((2, 3)), torch.as_tensor(list(b), device=run.probe.device))
         store.offer(b, acts, labels)
         bar.update(len(b))

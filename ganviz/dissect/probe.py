@@ -61,12 +61,15 @@ class Probe:
     def _acts(self, tr: Trace) -> Tensor:
         if not tr[self.layer].has_output:
             raise RuntimeError(f"layer {self.layer!r} did not run during the forward pass")
-        acts = tr[self.layer].output
+        record = tr[self.layer]  # token and channels-last layers come as their [B, C, H, W] map (see Trace)
+        if record.layout is None and record.layout_error is not None:
+            raise record.layout_error  # an ambiguous shape: names it and how to declare the layout
+        acts = record.output
         if not isinstance(acts, Tensor) or acts.ndim != 4:
             shape = tuple(acts.shape) if isinstance(acts, Tensor) else type(acts).__name__
             raise ValueError(f"dissection needs a spatial layer output (N, C, H, W); layer {self.layer!r} "
                              f"gives {shape}")
-        return acts.float()
+        return acts.float().contiguous()
 
     def _labels(self, x: Tensor) -> Tensor:
         assert self.segmenter is not None

@@ -18,6 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+__all__ = ["POOLS", "BasicConv2d", "InceptionA", "InceptionB", "InceptionC", "InceptionD", "InceptionE",
+           "InceptionAux", "Inception3", "inception_v3", "fid_inception_v3", "FID_CLASSES",
+           "variant_from_state_dict"]
+
 POOLS = ("avg", "avg_tf", "max")
 """Pool branches of blocks A, C and E: ``avg`` (torchvision, zero padding counted), ``avg_tf`` (padding not
 counted, as TensorFlow) and ``max`` (pytorch-fid's last block); all 3x3, stride 1, padding 1."""

@@ -19,6 +19,9 @@ from torch import Tensor, nn
 
 from ..checkpoints import CheckpointError
 
+__all__ = ["published_sizes", "PixelNorm", "WScale", "Upscale", "ConvBlock", "OutputBlock", "ProgressiveGenerator",
+           "progan", "normalise_state_dict", "sizes_from_state_dict", "from_state_dict"]
+
 def published_sizes(resolution: int, fmap_base: int = 8192, fmap_max: int = 512) -> List[int]:
     """``[z_dim, width at 4x4, 8x8, ..., resolution]`` of the original ProGAN configuration
     (``min(fmap_base / 2**stage, fmap_max)``; 512, 512, 512, 512, 512, 256, 128, 64 at 256x256, about 23M weights).

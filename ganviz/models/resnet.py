@@ -9,6 +9,8 @@ from typing import List, Optional, Sequence, Type, Union
 import torch
 from torch import nn
 
+__all__ = ["BasicBlock", "Bottleneck", "ResNet", "DEPTHS", "resnet", "depth_from_state_dict"]
+
 
 class BasicBlock(nn.Module):
     """Two 3x3 convs with a shortcut (ResNet-18/34)."""

@@ -15,6 +15,8 @@ from torch import Tensor, nn
 
 from .resnet import resnet
 
+__all__ = ["VOC_CLASSES", "ASPPPooling", "ASPP", "DeepLabV3", "deeplabv3_from_state_dict", "ColorSegmenter"]
+
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
                "tvmonitor")

@@ -27,6 +27,10 @@ from torch import Tensor, nn
 
 from ..checkpoints import CheckpointError
 
+__all__ = ["SQRT2", "channel_table", "blur_kernel_2d", "upfirdn2d", "PixelNorm", "EqualLinear", "Blur", "Upsample",
+           "ModulatedConv2d", "NoiseInjection", "FusedLeakyReLU", "StyledConv", "ToRGB", "ConstantInput",
+           "StyleGAN2Generator", "config_from_state_dict", "from_state_dict"]
+
 SQRT2 = math.sqrt(2.0)
 
 

@@ -13,6 +13,8 @@ from typing import Dict, List, Mapping, Tuple, Union
 import torch
 from torch import nn
 
+__all__ = ["VGG16_CONFIG", "VGG", "vgg16", "conv_layer_names", "CLASSIFIER_NAMES", "normalise_state_dict"]
+
 VGG16_CONFIG: Tuple[Union[int, str], ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
                                              512, 512, 512, "M", 512, 512, 512, "M")
 """Configuration "D" of Simonyan & Zisserman: conv widths, ``M`` = 2x2 max-pool."""

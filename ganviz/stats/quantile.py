@@ -37,8 +37,13 @@ class Quantile(SampleStat):
     samples have gathered in a tier, they are sorted and every other one is
     kept (the offset alternates with a per-tier counter) and pushed to tier
     ``h + 1``.  Each tier adds a rank error of at most ``n / resolution``;
-    alternating offsets make these errors largely cancel, so in practice the
-    rank error is well below ``1 / resolution``.  Memory per unit is
+    alternating offsets make these errors largely cancel.  Measured against
+    exact quantiles (``tests/test_stats.py``, random-order streams of 2e5-1e6
+    samples, resolutions 512-4096): the rank error is about
+    ``0.4 / resolution`` on average and reaches ``1.5-2.1 / resolution`` at
+    the worst quantile of the worst unit; the tests hold it under
+    ``2.5 / resolution`` (worst) and ``0.6 / resolution`` (mean).  At the
+    default resolution that is under 0.07% of rank.  Memory per unit is
     ``O(resolution * log2(n / resolution))``.  All units share sample counts,
     so the state of ``C`` units is one ``[C, m]`` tensor per tier.
 

@@ -1,6 +1,9 @@
 """Names, colours and documented frequencies of the toy world's concepts and scene classes."""
 from __future__ import annotations
 
+__all__ = ["CONCEPTS", "SCENE_CLASSES", "CONCEPT_INDEX", "CLASS_INDEX", "LABEL_COLORS", "WATERMARK_FRACTION",
+           "CONCEPT_FREQUENCY", "RENDER_VERSION"]
+
 CONCEPTS: tuple[str, ...] = (
     "sky", "cloud", "grass", "tree", "water", "road", "wall", "roof",
     "dome", "window", "door", "person", "hat", "snow", "sand", "watermark",

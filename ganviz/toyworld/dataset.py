@@ -7,6 +7,8 @@ from torch.utils.data import Dataset
 from .concepts import WATERMARK_FRACTION
 from .render import render
 
+__all__ = ["ToyWorld"]
+
 
 class ToyWorld(Dataset):
     """``n`` scenes of world ``seed``: items are ``(image (3,H,W) float in [0,1], labels (H,W) long, class int)``.

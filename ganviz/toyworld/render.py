@@ -12,6 +12,9 @@ import numpy as np
 
 from .concepts import CLASS_INDEX, CONCEPT_INDEX, SCENE_CLASSES, WATERMARK_FRACTION
 
+__all__ = ["C", "WATERMARK_TEXTS", "Scene", "GREENS", "TREE_GREENS", "WALL_COLORS", "ROOF_COLORS", "DOME_COLORS",
+           "SHIRTS", "HATS", "SKIN", "HAIR", "render", "render_batch"]
+
 C = CONCEPT_INDEX
 WATERMARK_TEXTS = ("ganviz", "toyworld", "(c) stock", "SAMPLE", "preview")
 
@@ -273,69 +276,98 @@ def _field(cv: _Canvas, horizon: float, hats: bool) -> None:
     _players(cv, horizon, hats)
 
 
-def _draw(cv: _Canvas, cls: str) -> None:
+def _draw_ski_slope(cv: _Canvas, horizon: float) -> None:
+    """A snow slope tilted left or right, pines and skiers."""
     rng = cv.rng
-    horizon = rng.uniform(0.38, 0.58)
+    hl, hr = (horizon - 0.12, horizon + 0.12) if rng.random() < 0.5 else (horizon + 0.12, horizon - 0.12)
+    _sky(cv, max(hl, hr))
+    if rng.random() < 0.5:  # a distant mountain
+        cv.triangle(rng.uniform(-0.3, 0.2), rng.uniform(0.8, 1.3), max(hl, hr), rng.uniform(0.3, 0.7),
+                    min(hl, hr) - 0.18, _jitter(rng, (0.8, 0.83, 0.9), 0.04), C["snow"])
+    cv.below_line(hl, hr, _jitter(rng, (0.93, 0.95, 1.0), 0.04), C["snow"], shade=0.15)
+    for _ in range(rng.integers(0, 4)):
+        x = rng.uniform(0, 1)
+        yb = hl + (hr - hl) * x + rng.uniform(0.05, 0.2)
+        _tree(cv, x, yb, rng.uniform(0.15, 0.3), pine=True)
+    for _ in range(rng.integers(1, 4)):
+        x = rng.uniform(0.1, 0.9)
+        yb = min(hl + (hr - hl) * x + rng.uniform(0.15, 0.4), 0.97)
+        _person(cv, x, yb, rng.uniform(0.15, 0.25), hat=rng.random() < 0.5)
+
+
+def _draw_building(cv: _Canvas, horizon: float, cls: str = "house") -> None:
+    """A house (roof) or a church (dome) on grass, maybe a road and trees beside it."""
+    rng = cv.rng
+    _ground(cv, horizon, GREENS[rng.integers(len(GREENS))], C["grass"])
+    if rng.random() < 0.5:
+        cv.triangle(-0.1, 1.1, 1.01, rng.uniform(0.4, 0.6), horizon + 0.2, _jitter(rng, (0.45, 0.45, 0.45)),
+                    C["road"])
+    for _ in range(rng.integers(0, 3)):
+        x = rng.choice([rng.uniform(0.0, 0.2), rng.uniform(0.8, 1.0)])
+        _tree(cv, x, horizon + rng.uniform(0.05, 0.2), rng.uniform(0.2, 0.35))
+    w = rng.uniform(0.4, 0.62)
+    ybase = horizon + rng.uniform(0.12, 0.25)
+    h = w * rng.uniform(0.55, 0.8)
+    church = cls == "church"
+    _building(cv, rng.uniform(0.35, 0.65), ybase, w, h, roof=(not church) or rng.random() < 0.5, dome=church)
+
+
+def _draw_street(cv: _Canvas, horizon: float) -> None:
+    """A road with dashed lines in front of a row of buildings, and people."""
+    rng = cv.rng
+    _ground(cv, horizon, (0.35, 0.35, 0.37), C["road"])
+    y = horizon + (1 - horizon) * 0.55
+    for x in np.arange(rng.uniform(0, 0.2), 1.0, 0.2):
+        cv.rect(x, y, x + 0.09, y + 0.02, (0.95, 0.9, 0.6), C["road"])
+    n = int(rng.integers(2, 4))
+    xs = np.linspace(0, 1, n + 1)
+    for i in range(n):
+        w = (xs[i + 1] - xs[i]) * rng.uniform(0.8, 1.0)
+        h = rng.uniform(0.25, horizon - 0.05)
+        _building(cv, (xs[i] + xs[i + 1]) / 2, horizon + 0.06, w, h, roof=rng.random() < 0.4, dome=False)
+    for _ in range(rng.integers(0, 3)):
+        _person(cv, rng.uniform(0.05, 0.95), rng.uniform(horizon + 0.15, 0.95), rng.uniform(0.16, 0.26),
+                hat=rng.random() < 0.25)
+
+
+def _draw_forest(cv: _Canvas, horizon: float) -> None:
+    """Trees on grass, larger towards the viewer."""
+    rng = cv.rng
+    _ground(cv, horizon, GREENS[rng.integers(len(GREENS))], C["grass"])
+    k = int(rng.integers(5, 11))
+    for y in np.sort(rng.uniform(horizon, 1.0, k)):
+        _tree(cv, rng.uniform(0, 1), y, 0.25 + 0.3 * (y - horizon) / (1 - horizon), pine=rng.random() < 0.3)
+
+
+def _draw_lake(cv: _Canvas, horizon: float) -> None:
+    """Trees on the far shore, water with reflections, maybe a beach."""
+    rng = cv.rng
+    _ground(cv, horizon, GREENS[rng.integers(len(GREENS))], C["grass"])
+    for _ in range(rng.integers(0, 5)):
+        _tree(cv, rng.uniform(0, 1), horizon + 0.03, rng.uniform(0.12, 0.22), pine=rng.random() < 0.5)
+    shore = rng.uniform(0.72, 0.9)
+    cv.rect(0, horizon + 0.04, 1, shore, _jitter(rng, (0.15, 0.35, 0.65)), C["water"])
+    for _ in range(rng.integers(2, 6)):  # light reflections
+        y, x = rng.uniform(horizon + 0.06, shore - 0.02), rng.uniform(0, 0.85)
+        cv.rect(x, y, x + rng.uniform(0.05, 0.15), y + 0.008, _jitter(rng, (0.5, 0.65, 0.85)), C["water"])
+    if rng.random() < 0.5:
+        cv.rect(0, shore, 1, min(shore + 0.07, 1.0), _jitter(rng, (0.85, 0.75, 0.5)), C["sand"])
+
+
+_DRAW_CLASS = {"street": _draw_street, "forest": _draw_forest,
+               "lake": _draw_lake}
+
+
+def _draw(cv: _Canvas, cls: str) -> None:
+    horizon = cv.rng.uniform(0.38, 0.58)
     if cls == "ski_slope":
-        hl, hr = (horizon - 0.12, horizon + 0.12) if rng.random() < 0.5 else (horizon + 0.12, horizon - 0.12)
-        _sky(cv, max(hl, hr))
-        if rng.random() < 0.5:  # a distant mountain
-            cv.triangle(rng.uniform(-0.3, 0.2), rng.uniform(0.8, 1.3), max(hl, hr), rng.uniform(0.3, 0.7),
-                        min(hl, hr) - 0.18, _jitter(rng, (0.8, 0.83, 0.9), 0.04), C["snow"])
-        cv.below_line(hl, hr, _jitter(rng, (0.93, 0.95, 1.0), 0.04), C["snow"], shade=0.15)
-        for _ in range(rng.integers(0, 4)):
-            x = rng.uniform(0, 1)
-            yb = hl + (hr - hl) * x + rng.uniform(0.05, 0.2)
-            _tree(cv, x, yb, rng.uniform(0.15, 0.3), pine=True)
-        for _ in range(rng.integers(1, 4)):
-            x = rng.uniform(0.1, 0.9)
-            yb = min(hl + (hr - hl) * x + rng.uniform(0.15, 0.4), 0.97)
-            _person(cv, x, yb, rng.uniform(0.15, 0.25), hat=rng.random() < 0.5)
+        _draw_ski_slope(cv, horizon)
         return
     _sky(cv, horizon)
     if cls in ("church", "house"):
-        _ground(cv, horizon, GREENS[rng.integers(len(GREENS))], C["grass"])
-        if rng.random() < 0.5:
-            cv.triangle(-0.1, 1.1, 1.01, rng.uniform(0.4, 0.6), horizon + 0.2, _jitter(rng, (0.45, 0.45, 0.45)),
-                        C["road"])
-        for _ in range(rng.integers(0, 3)):
-            x = rng.choice([rng.uniform(0.0, 0.2), rng.uniform(0.8, 1.0)])
-            _tree(cv, x, horizon + rng.uniform(0.05, 0.2), rng.uniform(0.2, 0.35))
-        w = rng.uniform(0.4, 0.62)
-        ybase = horizon + rng.uniform(0.12, 0.25)
-        h = w * rng.uniform(0.55, 0.8)
-        church = cls == "church"
-        _building(cv, rng.uniform(0.35, 0.65), ybase, w, h, roof=(not church) or rng.random() < 0.5, dome=church)
-    elif cls == "street":
-        _ground(cv, horizon, (0.35, 0.35, 0.37), C["road"])
-        y = horizon + (1 - horizon) * 0.55
-        for x in np.arange(rng.uniform(0, 0.2), 1.0, 0.2):
-            cv.rect(x, y, x + 0.09, y + 0.02, (0.95, 0.9, 0.6), C["road"])
-        n = int(rng.integers(2, 4))
-        xs = np.linspace(0, 1, n + 1)
-        for i in range(n):
-            w = (xs[i + 1] - xs[i]) * rng.uniform(0.8, 1.0)
-            h = rng.uniform(0.25, horizon - 0.05)
-            _building(cv, (xs[i] + xs[i + 1]) / 2, horizon + 0.06, w, h, roof=rng.random() < 0.4, dome=False)
-        for _ in range(rng.integers(0, 3)):
-            _person(cv, rng.uniform(0.05, 0.95), rng.uniform(horizon + 0.15, 0.95), rng.uniform(0.16, 0.26),
-                    hat=rng.random() < 0.25)
-    elif cls == "forest":
-        _ground(cv, horizon, GREENS[rng.integers(len(GREENS))], C["grass"])
-        k = int(rng.integers(5, 11))
-        for y in np.sort(rng.uniform(horizon, 1.0, k)):
-            _tree(cv, rng.uniform(0, 1), y, 0.25 + 0.3 * (y - horizon) / (1 - horizon), pine=rng.random() < 0.3)
-    elif cls == "lake":
-        _ground(cv, horizon, GREENS[rng.integers(len(GREENS))], C["grass"])
-        for _ in range(rng.integers(0, 5)):
-            _tree(cv, rng.uniform(0, 1), horizon + 0.03, rng.uniform(0.12, 0.22), pine=rng.random() < 0.5)
-        shore = rng.uniform(0.72, 0.9)
-        cv.rect(0, horizon + 0.04, 1, shore, _jitter(rng, (0.15, 0.35, 0.65)), C["water"])
-        for _ in range(rng.integers(2, 6)):  # light reflections
-            y, x = rng.uniform(horizon + 0.06, shore - 0.02), rng.uniform(0, 0.85)
-            cv.rect(x, y, x + rng.uniform(0.05, 0.15), y + 0.008, _jitter(rng, (0.5, 0.65, 0.85)), C["water"])
-        if rng.random() < 0.5:
-            cv.rect(0, shore, 1, min(shore + 0.07, 1.0), _jitter(rng, (0.85, 0.75, 0.5)), C["sand"])
+        _draw_building(cv, horizon, cls)
+    elif cls in _DRAW_CLASS:
+        _DRAW_CLASS[cls](cv, horizon)
     elif cls in ("baseball_field", "soccer_field"):
         _field(cv, horizon, hats=cls == "baseball_field")
     else:  # pragma: no cover - guarded by SCENE_CLASSES

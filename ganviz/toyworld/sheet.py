@@ -9,6 +9,8 @@ from PIL import Image, ImageDraw, ImageFont
 from .concepts import CONCEPTS, LABEL_COLORS, SCENE_CLASSES
 from .render import render
 
+__all__ = ["contact_sheet"]
+
 
 def contact_sheet(path: str | Path, per_class: int = 3, seed: int = 0, size: int = 64, zoom: int = 2) -> Path:
     """Write a PNG with ``per_class`` scenes of every class (image | label map) and a concept legend."""

@@ -1,26 +1,21 @@
-"""Jupyter widgets over the ganviz core (ipywidgets); each is also usable from plain Python via its methods."""
-import sys
+"""Jupyter widgets over the ganviz core (ipywidgets); each is also usable from plain Python via its methods.
 
-from .classifier import AblationPanel, DissectionSummary, GradCamView, TopActivationGrid
+Every widget takes a model as an adapter (:mod:`ganviz.adapters`) or a bare module with hints, and a dissection
+owns its layer::
+
+    TopActivationGrid(classifier, result, data)     AblationPanel(classifier, data, result=result)
+    GradCamView(classifier, data, ["conv4_3", "conv5_3"], class_names=names)
+    PaintCanvas(generator, result)                  UnitSwitchboard(generator, segmenter, result)
+    WhereCanItGo(generator, segmenter, result)      InversionView(inverter)  # or a GeneratorAdapter
+"""
+from __future__ import annotations
+
+from ._base import ViewBase, ViewState
+from .ablation import AblationPanel
+from .classifier import DissectionSummary, GradCamView, TopActivationGrid
 from .gan import UnitSwitchboard, WhereCanItGo
 from .inversion import InversionGrid, InversionView
 from .paint import PaintCanvas
 
 __all__ = ["TopActivationGrid", "DissectionSummary", "AblationPanel", "GradCamView", "UnitSwitchboard",
-           "WhereCanItGo", "PaintCanvas", "InversionView", "InversionGrid"]
-
-
-def _enable_colab_widgets() -> bool:
-    """Colab shows third-party widgets (ipycanvas) only with its custom widget manager: switch it on there."""
-    if "google.colab" not in sys.modules:
-        return False
-    try:
-        from google.colab import output
-
-        output.enable_custom_widget_manager()
-        return True
-    except Exception:  # noqa: BLE001 - an old Colab without it: widgets still work in a plain notebook
-        return False
-
-
-_enable_colab_widgets()
+           "WhereCanItGo", "PaintCanvas", "InversionView", "InversionGrid", "ViewBase", "ViewState"]

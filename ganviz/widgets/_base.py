@@ -1,36 +1,101 @@
-"""Shared widget machinery: a status line that shows errors, coalesced compute, and ``save(path)``."""
+"""What every ganviz widget shares: a status line that shows errors, coalesced compute, one upload path, the
+observable view state, Colab's widget manager switched on where a widget is built, and ``save(path)``.
+
+    class MyView(ViewBase):
+        def __init__(self, model, background=True):
+            super().__init__(background)          # status line, Latest(), Colab once
+            self.upload = W.FileUpload(...)
+            self.watch_upload(self.upload, self.take)   # take(data: bytes, name: str); errors -> status line
+            self.compute(self.draw, ...)          # at most one computation, the latest request wins
+"""
 from __future__ import annotations
 
 import html
+import sys
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
 import ipywidgets as W
 import numpy as np
+import traitlets
 from PIL import Image
 
-from ..coalesce import Latest
 from ..imaging import png_bytes
+from .coalesce import Latest
+
+__all__ = ["ViewBase", "ViewState", "image_widget", "css", "uploaded_file", "enable_colab_widgets"]
+
+_colab_enabled: bool | None = None
+"""None until a widget is built on Colab; then whether its custom widget manager could be switched on."""
+
+
+def enable_colab_widgets() -> bool:
+    """Switch on Colab's custom widget manager (needed for third-party widgets such as ipycanvas), once per
+    session, when a widget is built there; elsewhere nothing happens.  True when it is on."""
+    global _colab_enabled
+    if _colab_enabled is None and "google.colab" in sys.modules:
+        try:
+            from google.colab import output
+
+            output.enable_custom_widget_manager()
+            _colab_enabled = True
+        except Exception:  # noqa: BLE001 - an old Colab without it: widgets still work in a plain notebook
+            _colab_enabled = False
+    return bool(_colab_enabled)
+
+
+def uploaded_file(value: Any) -> tuple[bytes, str] | None:
+    """The first file of a ``FileUpload`` value as ``(bytes, name)``, or None when it holds none.
+
+    ipywidgets 8 sends a tuple of dicts (``name``, ``type``, ``size``, ``content``); older front ends send a dict
+    of file name -> ``{"metadata": {...}, "content": ...}`` or items without a ``name`` key.
+    """
+    if not value:
+        return None
+    if isinstance(value, Mapping):
+        if "content" in value:  # a single file's dict
+            key, item = None, value
+        else:
+            key, item = next(iter(value.items()))
+    else:
+        key, item = None, next(iter(value))
+    item = dict(item)
+    content = item.get("content")
+    if content is None:
+        raise ValueError("the upload carried no file content; try the upload again")
+    name = item.get("name") or dict(item.get("metadata") or {}).get("name") or key or "the upload"
+    return bytes(content), str(name)
+
+
+class ViewState(traitlets.HasTraits):
+    """The user-visible state of a view, declared as traits: ``view.state.observe(fn, names="concept")`` reacts
+    to it and ``traitlets.link((a.state, "concept"), (b.state, "concept"))`` keeps two views together.  Each
+    view declares its own traits (with ``help=``); setting one drives the view like its control does."""
 
 
 class ViewBase:
-    """Base of every ganviz widget: ``.widget`` is the ipywidgets tree, ``.status`` its status line.
+    """Base of every ganviz widget: ``.widget`` is the ipywidgets tree, ``.status`` its status line, ``.state``
+    its declared view state (:class:`ViewState`).
 
     Callbacks are wrapped by :meth:`guard` so an exception is shown in the status line (and kept in
     ``.last_error``) instead of vanishing into the front end's log; the kernel stays alive.  Heavy work goes through
-    :meth:`compute`, which runs at most one computation at a time and only the latest request.
+    :meth:`compute`, which runs at most one computation at a time and only the latest request.  Uploads go through
+    :meth:`watch_upload`.
     """
 
     min_interval = 0.3
     """Seconds between the starts of two computations while events stream in (at most ~4 per second)."""
 
-    def __init__(self, background: bool = True):
+    def __init__(self, background: bool = True) -> None:
+        enable_colab_widgets()
         self.status = W.HTML(value="", layout=W.Layout(min_height="1.5em"))
         self.status.add_class("ganviz-status")
         self.last_error: BaseException | None = None
         self._latest = Latest(on_error=self._report, background=background, min_interval=self.min_interval)
         self.widget: W.Widget = W.VBox([self.status])
+        self.state = ViewState()
 
     def _ipython_display_(self) -> None:  # pragma: no cover - exercised in notebooks and the browser tests
         from IPython.display import display
@@ -56,6 +121,16 @@ class ViewBase:
                 return None
 
         return wrapped
+
+    def watch_upload(self, upload: W.FileUpload, handle: Callable[[bytes, str], None]) -> None:
+        """Call ``handle(data, name)`` with every file put into ``upload`` (its errors go to the status line)."""
+
+        def changed(change: Mapping[str, Any]) -> None:
+            file = uploaded_file(change["new"])
+            if file is not None:
+                handle(*file)
+
+        upload.observe(self.guard(changed), names="value")
 
     def compute(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` coalesced with other requests (latest wins)."""

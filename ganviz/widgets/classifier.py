@@ -1,27 +1,35 @@
-"""Classifier widgets: top-activation grid, dissection summary, unit-ablation panel and Grad-CAM view."""
+"""Classifier widgets: the top-activation grid, the dissection summary and the Grad-CAM view.
+
+    TopActivationGrid(classifier, result, data)          # a ClassifierAdapter or a bare module (+ preprocess=)
+    DissectionSummary(result)
+    GradCamView(classifier, data, ["conv4_3", "conv5_3"], class_names=names)
+"""
 from __future__ import annotations
 
 import html
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import ipywidgets as W
 import numpy as np
 import torch
+import traitlets
 from PIL import Image, ImageDraw, ImageFont
 
-from .. import ablation
+from ..adapters import ClassifierAdapter, as_classifier
 from ..dissect import DissectionResult, as_source
 from ..gradcam import gradcam
-from ..imaging import heatmap_overlay, load_image, make_grid, png_bytes, upscale
-from ..trace import Ablate, get_module
+from ..imaging import heatmap_overlay, make_grid, png_bytes, upscale
+from ..trace import get_module
 from ..unitviz import figure_array, figure_png, plot_unit_detail, unit_top_images
-from ._base import ViewBase, css as _css, image_widget
+from ._base import ViewBase, ViewState, css, image_widget
+
+__all__ = ["TopActivationGrid", "DissectionSummary", "GradCamView", "GridState", "SummaryState", "GradCamState",
+           "ALL"]
 
 ALL = "(all concepts)"
+"""The grid's concept filter value that shows every unit."""
 
-
-def _signed(x: torch.Tensor) -> torch.Tensor:
-    return x * 2 - 1
+Preprocess = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _caption(image: np.ndarray, text: str, width: int = 190) -> np.ndarray:
@@ -32,30 +40,70 @@ def _caption(image: np.ndarray, text: str, width: int = 190) -> np.ndarray:
     return np.asarray(canvas)
 
 
+class GridState(ViewState):
+    """What a :class:`TopActivationGrid` shows."""
+
+    result = traitlets.Instance(DissectionResult, read_only=True, help="the dissection whose units are shown")
+    concept = traitlets.Unicode(ALL, help=f"the concept filter ({ALL!r}: every unit)")
+    unit = traitlets.Int(None, allow_none=True, help="the selected unit, whose detail is shown (None: none yet)")
+
+    @traitlets.validate("concept")
+    def _known_concept(self, proposal: dict[str, Any]) -> str:
+        if proposal["value"] != ALL and proposal["value"] not in self.result.concept_names:
+            raise traitlets.TraitError(f"no concept {proposal['value']!r}; concepts: "
+                                       f"{', '.join(self.result.concept_names)}")
+        return proposal["value"]
+
+    @traitlets.validate("unit")
+    def _unit_in_range(self, proposal: dict[str, Any]) -> int | None:
+        unit = proposal["value"]
+        if unit is not None and not 0 <= unit < self.result.num_units:
+            raise traitlets.TraitError(f"unit {unit} out of range (layer {self.result.layer} has "
+                                       f"{self.result.num_units})")
+        return unit
+
+
 class TopActivationGrid(ViewBase):
     """Units of a dissected layer with their top images (top-quantile region highlighted), label and IoU.
 
     Sort by IoU or unit, filter by concept, page through the units; select a unit to see its full top-k, its
-    activation distribution and its IoU with every concept.
+    activation distribution and its IoU with every concept.  ``classifier`` is a
+    :class:`~ganviz.adapters.ClassifierAdapter` or a bare module (``preprocess`` maps images in [0, 1] to its input;
+    default [-1, 1]); the layer is ``result.layer``.  ``state`` holds ``concept`` and the selected ``unit``.
     """
 
-    def __init__(self, model: torch.nn.Module, result: DissectionResult, data, *,
-                 preprocess: Callable[[torch.Tensor], torch.Tensor] = _signed, per_page: int = 8,
-                 images_per_unit: int = 6, detail_images: int = 24, zoom: int = 2, background: bool = True):
+    def __init__(self, classifier: ClassifierAdapter | torch.nn.Module, result: DissectionResult, data: Any, *,
+                 preprocess: Preprocess | None = None, per_page: int = 8, images_per_unit: int = 6,
+                 detail_images: int = 24, zoom: int = 2, background: bool = True) -> None:
         super().__init__(background)
-        get_module(model, result.layer)
-        self.model, self.result, self.source, self.preprocess = model, result, as_source(data), preprocess
+        self.classifier = as_classifier(classifier, preprocess=preprocess)
+        self.model, self.preprocess = self.classifier.model, self.classifier.preprocess
+        get_module(self.model, result.layer)
+        self.result, self.source = result, as_source(data)
         self.per_page, self.images_per_unit, self.detail_images, self.zoom = per_page, images_per_unit, \
             detail_images, zoom
+        self._strips: dict[int, np.ndarray] = {}
+        self._build()
+        self.state = GridState()
+        self.state.set_trait("result", result)
+        traitlets.link((self.concept, "value"), (self.state, "concept"))
+        self.state.observe(lambda change: self._show_unit(change["new"]), names="unit")
+        for w in (self.sort, self.concept, self.min_iou):
+            w.observe(self.guard(lambda change: self._refresh(reset_page=True)), names="value")
+        self.page.observe(self.guard(lambda change: self._show_page()), names="value")
+        self.unit.observe(self.guard(lambda change: self.select(change["new"])), names="value")
+        self._refresh(reset_page=True)
+
+    def _build(self) -> None:
         self.sort = W.ToggleButtons(options=[("by IoU", "iou"), ("by unit", "unit")], value="iou",
                                     description="Sort", layout=W.Layout(display="flex", align_items="center"))
-        self.concept = W.Dropdown(options=[ALL] + list(result.concept_names), value=ALL, description="Concept")
+        self.concept = W.Dropdown(options=[ALL] + list(self.result.concept_names), value=ALL, description="Concept")
         self.min_iou = W.FloatSlider(value=0.0, min=0.0, max=0.5, step=0.01, description="Min IoU",
                                      continuous_update=False)
         self.page = W.IntSlider(value=1, min=1, max=1, description="Page", continuous_update=False)
         self.unit = W.Dropdown(options=[], description="Unit")
         self.rows = W.VBox()
-        self.detail_images_w = image_widget(width=6 * 64 * zoom // 2)
+        self.detail_images_w = image_widget(width=6 * 64 * self.zoom // 2)
         self.detail_plot = W.Image(format="png", layout=W.Layout(align_self="flex-start"))
         self.detail_title = W.HTML()
         for w in (self.detail_images_w, self.detail_plot):
@@ -63,14 +111,8 @@ class TopActivationGrid(ViewBase):
         controls = W.HBox([self.sort, self.concept, self.min_iou], layout=W.Layout(flex_flow="row wrap"))
         detail = W.VBox([self.unit, self.detail_title, self.detail_images_w, self.detail_plot])
         self.widget = W.VBox([controls, self.page, self.rows, W.HTML("<hr>"), detail, self.status])
-        _css(self.widget, "grid", self.rows, "grid-rows", self.unit, "unit-select", self.detail_title, "detail-title",
-             self.detail_images_w, "detail-images", self.detail_plot, "detail-plot")
-        self._strips: dict[int, np.ndarray] = {}
-        for w in (self.sort, self.concept, self.min_iou):
-            w.observe(self.guard(lambda change: self._refresh(reset_page=True)), names="value")
-        self.page.observe(self.guard(lambda change: self._show_page()), names="value")
-        self.unit.observe(self.guard(lambda change: self.select(change["new"])), names="value")
-        self._refresh(reset_page=True)
+        css(self.widget, "grid", self.rows, "grid-rows", self.unit, "unit-select", self.detail_title, "detail-title",
+            self.detail_images_w, "detail-images", self.detail_plot, "detail-plot")
 
     # -- model of the view ---------------------------------------------------------------------------------
     def ordered_units(self) -> list[int]:
@@ -125,12 +167,19 @@ class TopActivationGrid(ViewBase):
         self.rows.children = rows
 
     def select(self, unit: int | None) -> None:
-        """Show one unit's full top-k, activation distribution and IoU per concept."""
+        """Show one unit's full top-k, activation distribution and IoU per concept (sets ``state.unit``)."""
         if unit is None:
             return
         unit = int(unit)
         if not 0 <= unit < self.result.num_units:
             raise IndexError(f"unit {unit} out of range (layer {self.result.layer} has {self.result.num_units})")
+        if self.state.unit == unit:
+            self._show_unit(unit)
+        self.state.unit = unit  # its observer shows the unit
+
+    def _show_unit(self, unit: int | None) -> None:
+        if unit is None:
+            return
         tiles = unit_top_images(self.model, self.result, self.source, unit, self.detail_images, self.preprocess)
         grid = upscale(make_grid(tiles, cols=min(8, len(tiles)), pad=1), self.zoom)
         self.detail_images_w.value = png_bytes(grid)
@@ -142,7 +191,6 @@ class TopActivationGrid(ViewBase):
                                    f"runners-up: {html.escape(others)}; threshold "
                                    f"{self.result.thresholds[unit]:.3f}")
         self.detail_plot.value = figure_png(plot_unit_detail(self.result, unit))
-        self.selected = unit
 
     def render(self) -> np.ndarray:
         rows = [_caption(self.strip(u), self.caption(u)) for u in self.units_on_page()]
@@ -151,10 +199,17 @@ class TopActivationGrid(ViewBase):
         return make_grid(np.stack(rows), cols=1, pad=4)
 
 
+class SummaryState(ViewState):
+    """What a :class:`DissectionSummary` shows."""
+
+    result = traitlets.Instance(DissectionResult, read_only=True, help="the dissection summarised")
+    min_iou = traitlets.Float(0.04, min=0.0, max=1.0, help="the IoU a unit needs to count for its concept")
+
+
 class DissectionSummary(ViewBase):
     """Units per concept for a layer (bar chart) and a sortable table of every unit's label."""
 
-    def __init__(self, result: DissectionResult, min_iou: float = 0.04, background: bool = True):
+    def __init__(self, result: DissectionResult, min_iou: float = 0.04, background: bool = True) -> None:
         super().__init__(background)
         self.result = result
         self.min_iou = W.FloatSlider(value=min_iou, min=0.0, max=0.3, step=0.01, description="Min IoU",
@@ -164,7 +219,10 @@ class DissectionSummary(ViewBase):
         self.chart = W.Image(format="png", layout=W.Layout(align_self="flex-start"))
         self.table = W.HTML(layout=W.Layout(max_height="360px", overflow="auto"))
         self.widget = W.VBox([W.HBox([self.min_iou, self.sort]), self.chart, self.table, self.status])
-        _css(self.widget, "summary", self.chart, "summary-chart", self.table, "summary-table")
+        css(self.widget, "summary", self.chart, "summary-chart", self.table, "summary-table")
+        self.state = SummaryState(min_iou=min_iou)
+        self.state.set_trait("result", result)
+        traitlets.link((self.min_iou, "value"), (self.state, "min_iou"))
         self.min_iou.observe(self.guard(lambda c: self._update()), names="value")
         self.sort.observe(self.guard(lambda c: self._update()), names="value")
         self._update()
@@ -186,253 +244,44 @@ class DissectionSummary(ViewBase):
         return figure_array(self._fig)
 
 
-def _bars_html(probs: np.ndarray, names: Sequence[str], ref: np.ndarray | None = None, k: int = 5) -> str:
-    order = np.argsort(-probs)[:k]
-    rows = []
-    for j in order:
-        p = float(probs[j])
-        was = "" if ref is None else f" <span style='color:#777'>(intact {ref[j]:.2f})</span>"
-        rows.append(f"<div style='display:flex;align-items:center;gap:6px;font-family:monospace'>"
-                    f"<span style='width:120px'>{html.escape(names[j])}</span>"
-                    f"<span style='display:inline-block;height:12px;width:{int(200 * p)}px;background:#4c72b0'>"
-                    f"</span><span>{p:.2f}{was}</span></div>")
-    return "".join(rows)
+class GradCamState(ViewState):
+    """What a :class:`GradCamView` shows."""
 
-
-class AblationPanel(ViewBase):
-    """Remove or scale units of a classifier layer and watch its prediction change, live.
-
-    ``data`` gives the images to pick from (a toy-world source, a tensor of images in [0, 1] or a Dataset);
-    ``validation`` is ``(images in [0,1], labels)`` for the class view (accuracy with the units removed and
-    the sparsity curve).  Per-unit sliders: 0 removes a unit, 1 keeps it, above 1 amplifies it.
-    """
-
-    def __init__(self, model: torch.nn.Module, layer: str, class_names: Sequence[str], data, *,
-                 units: Sequence[int] = (), validation: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 result: DissectionResult | None = None,
-                 preprocess: Callable[[torch.Tensor], torch.Tensor] = _signed, resolution: int = 64,
-                 background: bool = True):
-        super().__init__(background)
-        get_module(model, layer)
-        self.model, self.layer, self.class_names = model, layer, list(class_names)
-        self.source, self.validation, self.result = as_source(data), validation, result
-        self.preprocess, self.resolution = preprocess, resolution
-        self.scales: dict[int, float] = {}
-        self.image_index = W.BoundedIntText(value=0, min=0, max=max(len(self.source) - 1, 0), description="Image")
-        self.upload = W.FileUpload(accept="image/png,image/jpeg", multiple=False, description="Upload image")
-        self.picture = image_widget(width=resolution * 3)
-        self.bars = W.HTML()
-        self.unit_text = W.Text(placeholder="e.g. 3, 17, 42", description="Units")
-        self.add_button = W.Button(description="Show sliders")
-        self.sliders = W.VBox()
-        self.flip_button = W.Button(description="What flips this prediction?", button_style="info",
-                                    layout=W.Layout(width="auto"))
-        self.reset_button = W.Button(description="Restore all units")
-        self.target = W.Dropdown(options=[(n, i) for i, n in enumerate(self.class_names)], description="Class")
-        self.class_button = W.Button(description="Accuracy with units removed", layout=W.Layout(width="auto"))
-        self.curve_button = W.Button(description="Sparsity curve")
-        self.class_view = W.HTML()
-        self.curve = W.Image(format="png", layout=W.Layout(align_self="flex-start"))
-        left = W.VBox([self.image_index, self.upload, self.picture])
-        right = W.VBox([self.bars, W.HBox([self.unit_text, self.add_button]), self.sliders,
-                        W.HBox([self.flip_button, self.reset_button])])
-        klass = W.VBox([W.HBox([self.target, self.class_button, self.curve_button]), self.class_view, self.curve])
-        self.widget = W.VBox([W.HBox([left, right], layout=W.Layout(align_items="flex-start")), klass, self.status])
-        _css(self.widget, "ablation", self.picture, "ablation-image", self.bars, "bars", self.sliders, "unit-sliders",
-             self.class_view, "class-view", self.curve, "curve")
-        self.image_index.observe(self.guard(lambda c: self.show_image(c["new"])), names="value")
-        self.upload.observe(self.guard(self._on_upload), names="value")
-        self.add_button.on_click(self.guard(lambda b: self.set_units(self._parse_units(self.unit_text.value))))
-        self.flip_button.on_click(self.guard(lambda b: self.find_flip()))
-        self.reset_button.on_click(self.guard(lambda b: self.set_units(list(self.scales), reset=True)))
-        self.class_button.on_click(self.guard(lambda b: self.measure_class()))
-        self.curve_button.on_click(self.guard(lambda b: self.measure_curve()))
-        self.set_units(units)
-        if len(self.source):
-            self.show_image(0)
-
-    # -- inputs ---------------------------------------------------------------------------------------------
-    def _parse_units(self, text: str) -> list[int]:
-        try:
-            units = [int(t) for t in text.replace(",", " ").split()]
-        except ValueError:
-            raise ValueError(f"units must be whole numbers separated by commas, got {text!r}") from None
-        n = ablation._num_units(self.model, self.layer, self.preprocess(self.image))
-        bad = [u for u in units if not 0 <= u < n]
-        if bad:
-            raise IndexError(f"unit {bad[0]} out of range for layer {self.layer!r} with {n} units "
-                             f"(expected 0..{n - 1})")
-        return units
-
-    def show_image(self, index: int) -> None:
-        images, _ = self.source.load([int(index)])
-        self.image = images[:1]
-        self.image_label = f"image {index}"
-        self._after_image()
-
-    def _on_upload(self, change) -> None:
-        files = change["new"]
-        if not files:
-            return
-        item = files[0]
-        arr = load_image(bytes(item["content"]), self.resolution)
-        self.image = torch.from_numpy(arr).permute(2, 0, 1)[None].float() / 255
-        self.image_label = item.get("name", "upload")
-        self._after_image()
-
-    def _after_image(self) -> None:
-        pic = (self.image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        self.picture.value = png_bytes(upscale(pic, 3))
-        self.intact = ablation.predict(self.model, self.preprocess(self.image))[0].numpy()
-        self.update()
-
-    # -- units ----------------------------------------------------------------------------------------------
-    def set_units(self, units: Sequence[int], reset: bool = False) -> None:
-        """Show a slider (and an on/off toggle) for each of ``units``; ``reset`` puts all back to 1."""
-        keep = {} if reset else dict(self.scales)
-        self.scales = {int(u): keep.get(int(u), 1.0) for u in units}
-        rows = []
-        self._slider: dict[int, W.FloatSlider] = {}
-        for u in self.scales:
-            name = f"unit {u}"
-            if self.result is not None:
-                lab = self.result.label(u)
-                name += f" ({lab.concept} {lab.iou:.2f})"
-            s = W.FloatSlider(value=self.scales[u], min=0.0, max=3.0, step=0.05, description=name,
-                              style={"description_width": "150px"}, layout=W.Layout(width="420px"))
-            t = W.ToggleButton(value=self.scales[u] != 0, description="on", layout=W.Layout(width="50px"))
-            s.observe(self.guard(lambda c, u=u: self.set_scale(u, c["new"])), names="value")
-            s.observe(lambda c, t=t: t.set_trait("value", c["new"] != 0), names="value")  # "on" follows the slider
-            t.observe(self.guard(lambda c, u=u: self._toggle(u, c["new"])), names="value")
-            s.add_class("ganviz-unit-slider")
-            self._slider[u] = s
-            rows.append(W.HBox([s, t]))
-        self.sliders.children = rows
-        if hasattr(self, "image"):
-            self.update()
-
-    def _toggle(self, unit: int, on: bool) -> None:
-        slider = self._slider[unit]
-        if on and slider.value == 0:
-            slider.value = 1.0
-        elif not on and slider.value != 0:
-            slider.value = 0.0
-
-    def set_scale(self, unit: int, value: float) -> None:
-        self.scales[int(unit)] = float(value)
-        self.update()
-
-    def edit(self):
-        return ablation.unit_scales(self.scales)
-
-    # -- compute --------------------------------------------------------------------------------------------
-    def update(self) -> None:
-        """Recompute the prediction with the current unit scales (coalesced: latest state wins)."""
-        self.compute(self._predict, dict(self.scales))
-
-    def _predict(self, scales: dict[int, float]) -> None:
-        probs = ablation.predict(self.model, self.preprocess(self.image), self.layer, ablation.unit_scales(scales))
-        self.probs = probs[0].numpy()
-        self.bars.value = _bars_html(self.probs, self.class_names, self.intact if scales else None)
-        removed = [u for u, s in scales.items() if s == 0]
-        top = self.class_names[int(self.probs.argmax())]
-        self.say(f"{self.image_label}: predicted {top}" + (f"; units removed: {removed}" if removed else ""))
-
-    def find_flip(self, max_units: int = 5) -> ablation.FlipResult:
-        """Search a small set of units whose removal changes the top class; set their sliders to 0."""
-        self.wait()
-        self.say("searching for units to remove ...")
-        res = ablation.find_flip(self.model, self.layer, self.preprocess(self.image), max_units=max_units)
-        self.set_units(res.units, reset=True)
-        for u in res.units:
-            self._slider[u].value = 0.0
-        self.wait()
-        names = ""
-        if self.result is not None:
-            names = " (" + ", ".join(self.result.label(u).concept for u in res.units) + ")"
-        verdict = (f"removing units {res.units}{names} turns {self.class_names[res.original_class]} into "
-                   f"{self.class_names[res.new_class]}" if res.flipped else
-                   f"removing {len(res.units)} units did not change {self.class_names[res.original_class]}")
-        self.flip_result = res
-        self.say(verdict)
-        return res
-
-    def measure_class(self) -> np.ndarray:
-        """Per-class accuracy over the validation set with the current units removed/scaled, versus intact."""
-        if self.validation is None:
-            raise ValueError("pass validation=(images, labels) to measure class accuracy")
-        x, y = self.validation
-        x = self.preprocess(x)
-        base = ablation.class_accuracy(self.model, x, y, len(self.class_names))
-        edited = ablation.class_accuracy(self.model, x, y, len(self.class_names), self.layer, self.edit())
-        rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{b:.3f}</td><td>{e:.3f}</td><td>{e - b:+.3f}</td></tr>"
-                       for n, b, e in zip(self.class_names, base, edited))
-        self.class_view.value = ("<table class='ganviz-table'><tr><th>class</th><th>intact</th><th>edited</th>"
-                                 f"<th>change</th></tr>{rows}</table>")
-        self.class_result = (base, edited)
-        return edited - base
-
-    def measure_curve(self, max_units: int = 8) -> ablation.SparsityCurve:
-        """Accuracy of the chosen class and of all others as its most important units are removed."""
-        if self.validation is None:
-            raise ValueError("pass validation=(images, labels) to draw a sparsity curve")
-        from matplotlib.figure import Figure
-
-        x, y = self.validation
-        c = int(self.target.value)
-        curve = ablation.sparsity_curve(self.model, self.layer, self.preprocess(x), y, c, len(self.class_names),
-                                        max_units=max_units)
-        fig = Figure(figsize=(5, 2.8), layout="constrained")
-        ax = fig.add_subplot()
-        ks = np.arange(len(curve.class_accuracy))
-        ax.plot(ks, curve.class_accuracy, "o-", label=self.class_names[c])
-        ax.plot(ks, curve.other_accuracy, "s--", label="other classes (mean)")
-        ax.set_xlabel("top units removed")
-        ax.set_ylabel("accuracy")
-        ax.set_ylim(0, 1.02)
-        ax.legend(fontsize=8)
-        ax.set_title(f"units ranked by effect on {self.class_names[c]}: {curve.units[:5]}...", fontsize=8)
-        self.curve.value = figure_png(fig)
-        self.curve_result = curve
-        return curve
-
-    def render(self) -> np.ndarray:
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(6, 2.4), layout="constrained")
-        a1, a2 = fig.subplots(1, 2, width_ratios=[1, 1.6])
-        a1.imshow((self.image[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8), interpolation="nearest")
-        a1.axis("off")
-        order = np.argsort(-self.probs)[:5][::-1]
-        a2.barh([self.class_names[j] for j in order], self.probs[order], color="#4c72b0", label="edited")
-        a2.barh([self.class_names[j] for j in order], self.intact[order], fill=False, edgecolor="#333",
-                label="intact")
-        a2.set_xlim(0, 1)
-        a2.legend(fontsize=7, loc="lower right")
-        removed = [u for u, s in self.scales.items() if s != 1]
-        a2.set_title(f"{self.layer}: units changed {removed}", fontsize=8)
-        return figure_array(fig)
+    image = traitlets.Int(0, min=0, help="index of the image in the data")
+    klass = traitlets.Int(-1, min=-1, help="the class explained (-1: each image's top class)")
+    layer = traitlets.Unicode(help="the layer whose gradients weight the map")
 
 
 class GradCamView(ViewBase):
-    """Grad-CAM heatmap over an image for a chosen class and layer."""
+    """Grad-CAM heatmap over an image for a chosen class and layer.
 
-    def __init__(self, model: torch.nn.Module, class_names: Sequence[str], data, layers: Sequence[str], *,
-                 preprocess: Callable[[torch.Tensor], torch.Tensor] = _signed, zoom: int = 4,
-                 background: bool = True):
+    ``classifier`` is a :class:`~ganviz.adapters.ClassifierAdapter` or a bare module; ``layers`` default to the
+    adapter's layers, ``class_names`` and ``preprocess`` to the adapter's (a bare module without class names gets an
+    error saying to pass them).  ``state`` holds ``image``, ``klass`` and ``layer``.
+    """
+
+    def __init__(self, classifier: ClassifierAdapter | torch.nn.Module, data: Any,
+                 layers: Sequence[str] | None = None, *, class_names: Sequence[str] | None = None,
+                 preprocess: Preprocess | None = None, zoom: int = 4, background: bool = True) -> None:
         super().__init__(background)
+        clf = as_classifier(classifier, class_names, preprocess)
+        clf.require_class_names("GradCamView")
+        layers = list(layers if layers is not None else clf.layers)
         for layer in layers:
-            get_module(model, layer)
-        self.model, self.class_names, self.source, self.preprocess, self.zoom = model, list(class_names), \
-            as_source(data), preprocess, zoom
+            get_module(clf.model, layer)
+        self.classifier, self.model, self.class_names, self.preprocess = clf, clf.model, list(clf.class_names), \
+            clf.preprocess
+        self.source, self.zoom = as_source(data), zoom
         self.image_index = W.BoundedIntText(value=0, min=0, max=max(len(self.source) - 1, 0), description="Image")
-        self.klass = W.Dropdown(options=[("top class", -1)] + [(n, i) for i, n in enumerate(self.class_names)], value=-1,
-                                description="Class")
-        self.layer = W.Dropdown(options=list(layers), value=layers[-1], description="Layer")
+        self.klass = W.Dropdown(options=[("top class", -1)] + [(n, i) for i, n in enumerate(self.class_names)],
+                                value=-1, description="Class")
+        self.layer = W.Dropdown(options=layers, value=layers[-1], description="Layer")
         self.picture = image_widget(width=64 * zoom * 2 + 8)
         self.widget = W.VBox([W.HBox([self.image_index, self.klass, self.layer]), self.picture, self.status])
-        _css(self.widget, "gradcam", self.klass, "class-select", self.picture, "gradcam-image")
-        for w in (self.image_index, self.klass, self.layer):
+        css(self.widget, "gradcam", self.klass, "class-select", self.picture, "gradcam-image")
+        self.state = GradCamState(layer=layers[-1])
+        for name, w in (("image", self.image_index), ("klass", self.klass), ("layer", self.layer)):
+            traitlets.link((w, "value"), (self.state, name))
             w.observe(self.guard(lambda c: self.update()), names="value")
         self.update()
 

@@ -1,4 +1,8 @@
-"""GAN widgets: the unit switchboard (turn a concept's units off and on over many samples) and "where can it go?"."""
+"""GAN widgets: the unit switchboard (turn a concept's units off and on over many samples) and "where can it go?".
+
+    UnitSwitchboard(generator, segmenter, result, concept="tree")   # a GeneratorAdapter or a bare module
+    WhereCanItGo(generator, segmenter, result, concept="door")      # the layer is result.layer
+"""
 from __future__ import annotations
 
 import html
@@ -7,44 +11,87 @@ from typing import Any, Callable
 import ipywidgets as W
 import numpy as np
 import torch
+import traitlets
 
-from ..causal import MIN_PIXELS, GeneratorProbe
+from ..adapters import GeneratorAdapter, as_generator
 from ..dissect import DissectionResult
+from ..generator_units import MIN_PIXELS, GeneratorProbe
 from ..imaging import highlight_region, make_grid, png_bytes, to_uint8, upscale
 from ..trace import Scale
-from ._base import ViewBase, css
+from ._base import ViewBase, ViewState, css
+
+__all__ = ["UnitSwitchboard", "WhereCanItGo", "ConceptState", "SwitchboardState", "RANKINGS"]
 
 RANKINGS = (("by IoU", "iou"), ("by causal effect", "effect"))
+"""The switchboard's unit orders: (label, value)."""
+
+Segmenter = Callable[[torch.Tensor], Any]
+Preprocess = Callable[[torch.Tensor], torch.Tensor]
+
+
+class ConceptState(ViewState):
+    """What a generator view shows: a concept of its dissection (validated against its concept names)."""
+
+    result = traitlets.Instance(DissectionResult, read_only=True, help="the dissection of the generator's layer")
+    concept = traitlets.Unicode(help="the concept whose units are switched or inserted")
+
+    @traitlets.validate("concept")
+    def _known_concept(self, proposal: dict[str, Any]) -> str:
+        if proposal["value"] not in self.result.concept_names:
+            raise traitlets.TraitError(f"no concept {proposal['value']!r}; concepts: "
+                                       f"{', '.join(self.result.concept_names)}")
+        return proposal["value"]
+
+
+class SwitchboardState(ConceptState):
+    """What a :class:`UnitSwitchboard` shows."""
+
+    scales = traitlets.Dict(read_only=True, help="unit -> scale of the listed units: 0 off, 1 as generated")
+
+
+def _state(result: DissectionResult, concept: str, kind: type[ConceptState] = ConceptState) -> ConceptState:
+    if concept not in result.concept_names:
+        raise KeyError(f"no concept {concept!r}; concepts: {', '.join(result.concept_names)}")
+    state = kind()
+    state.set_trait("result", result)
+    state.concept = concept
+    return state
+
+
+def _probe(gen: GeneratorAdapter, segmenter: Segmenter, result: DissectionResult,
+           segmenter_preprocess: Preprocess | None) -> GeneratorProbe:
+    pre = segmenter_preprocess if segmenter_preprocess is not None else gen.segmenter_preprocess()
+    return GeneratorProbe(gen.model, result.layer, segmenter, result, segmenter_preprocess=pre)
 
 
 class UnitSwitchboard(ViewBase):
     """A grid of generated samples and switches for a concept's top units; every sample updates live.
 
-    Units are ranked by IoU with the concept, or by causal effect (how much the concept's segmented area drops
-    when the unit alone is removed, measured over ``rank_samples`` latents).  A unit's slider scales it (0 = off,
-    1 = as generated, 2 = doubled).  The line under the grid gives the concept's area before and after.
+    ``generator`` is a :class:`~ganviz.adapters.GeneratorAdapter` or a bare module (``z_dim`` and ``output_range``
+    default to the adapter's, or ``generator.z_dim`` and (-1, 1)); the layer is ``result.layer``.  Units are
+    ranked by IoU with the concept, or by causal effect (how much the concept's segmented area drops when the unit
+    alone is removed, measured over ``rank_samples`` latents).  A unit's slider scales it (0 = off, 1 = as
+    generated, 2 = doubled).  The line under the grid gives the concept's area before and after.  ``state`` holds
+    ``concept`` and ``scales``.
     """
 
-    def __init__(self, generator: torch.nn.Module, layer: str, segmenter: Callable[[torch.Tensor], Any],
-                 result: DissectionResult, *, concept: str = "tree", samples: int = 8, seed: int = 0,
-                 z_dim: int | None = None, n_units: int = 12, rank_samples: int = 32, zoom: int = 2,
-                 output_range: tuple[float, float] = (-1.0, 1.0),
-                 segmenter_preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 background: bool = True):
+    def __init__(self, generator: GeneratorAdapter | torch.nn.Module, segmenter: Segmenter,
+                 result: DissectionResult, *,
+                 concept: str = "tree", samples: int = 8, seed: int = 0, n_units: int = 12, rank_samples: int = 32,
+                 zoom: int | None = None, segmenter_preprocess: Preprocess | None = None, z_dim: int | None = None,
+                 output_range: tuple[float, float] | None = None, background: bool = True) -> None:
         super().__init__(background)
-        self.probe = GeneratorProbe(generator, layer, segmenter, result, segmenter_preprocess=segmenter_preprocess)
-        z_dim = int(z_dim if z_dim is not None else getattr(generator, "z_dim", 0))
-        if z_dim <= 0:
-            raise ValueError("pass z_dim= (the generator has no z_dim attribute)")
+        self.generator = as_generator(generator, z_dim, output_range)
+        self.probe = _probe(self.generator, segmenter, result, segmenter_preprocess)
         if samples < 1:
             raise ValueError(f"samples must be at least 1, got {samples}")
-        self.z = torch.randn(samples, z_dim, generator=torch.Generator().manual_seed(seed))
-        self.z_rank = torch.randn(rank_samples, z_dim, generator=torch.Generator().manual_seed(seed + 1))
-        self.n_units, self.zoom, self.output_range = n_units, zoom, output_range
+        self.state = _state(result, concept, SwitchboardState)
+        self.z = self.generator.sample_latents(samples, seed)
+        self.z_rank = self.generator.sample_latents(rank_samples, seed + 1)
+        self.n_units, self.output_range = n_units, self.generator.output_range
+        self.zoom = zoom or max(1, 128 // self.generator.resolution)
         self.scales: dict[int, float] = {}
         self.effects: dict[str, list[tuple[int, float]]] = {}
-        if concept not in result.concept_names:
-            raise KeyError(f"no concept {concept!r}; concepts: {', '.join(result.concept_names)}")
         self.concept = W.Dropdown(options=list(result.concept_names), value=concept, description="Concept")
         self.ranking = W.ToggleButtons(options=RANKINGS, value="iou", description="Rank")
         self.all_off = W.Button(description="All off")
@@ -58,6 +105,7 @@ class UnitSwitchboard(ViewBase):
         self.widget = W.VBox([W.HBox([left, right], layout=W.Layout(align_items="flex-start")), self.status])
         css(self.widget, "switchboard", self.grid, "switchboard-grid", self.readout, "switchboard-readout",
             self.switches, "unit-switches", self.all_off, "all-off", self.all_on, "all-on")
+        traitlets.link((self.concept, "value"), (self.state, "concept"))
         self.concept.observe(self.guard(lambda c: self.show_concept(c["new"])), names="value")
         self.ranking.observe(self.guard(lambda c: self.show_concept(self.concept.value)), names="value")
         self.all_off.on_click(self.guard(lambda b: self.set_all(0.0)))
@@ -79,27 +127,28 @@ class UnitSwitchboard(ViewBase):
         """Switches for ``concept``'s top units (all on), and a fresh grid."""
         ranked = self.ranked_units(concept)
         self.scales = {u: 1.0 for u, _ in ranked}
+        self.state.set_trait("scales", dict(self.scales))
         self._before = self._areas(None)
         what = "IoU" if self.ranking.value == "iou" else "area drop"
-        rows = []
-        for u, score in ranked:
-            label = self.probe.result.label(u)
-            toggle = W.ToggleButton(value=True, description=f"unit {u}", layout=W.Layout(width="90px"),
-                                    tooltip=f"{label.concept} IoU {label.iou:.3f}")
-            slider = W.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.05, readout_format=".2f",
-                                   layout=W.Layout(width="170px"))
-            toggle.observe(self.guard(lambda c, u=u, s=slider: setattr(s, "value", 1.0 if c["new"] else 0.0)),
-                           names="value")
-            slider.observe(self.guard(lambda c, u=u: self.set_scale(u, c["new"])), names="value")
-            note = W.HTML(f"<small>{html.escape(label.concept)} &middot; {what} {score:.3f}</small>")
-            row = W.HBox([toggle, slider, note])
-            row.add_class("ganviz-unit-switch")
-            rows.append(row)
-        self.switches.children = rows
+        self.switches.children = [self._switch(u, score, what) for u, score in ranked]
         self.update()
+
+    def _switch(self, u: int, score: float, what: str) -> W.HBox:
+        label = self.probe.result.label(u)
+        toggle = W.ToggleButton(value=True, description=f"unit {u}", layout=W.Layout(width="90px"),
+                                tooltip=f"{label.concept} IoU {label.iou:.3f}")
+        slider = W.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.05, readout_format=".2f",
+                               layout=W.Layout(width="170px"))
+        toggle.observe(self.guard(lambda c, s=slider: setattr(s, "value", 1.0 if c["new"] else 0.0)), names="value")
+        slider.observe(self.guard(lambda c, u=u: self.set_scale(u, c["new"])), names="value")
+        note = W.HTML(f"<small>{html.escape(label.concept)} &middot; {what} {score:.3f}</small>")
+        row = W.HBox([toggle, slider, note])
+        row.add_class("ganviz-unit-switch")
+        return row
 
     def set_scale(self, unit: int, value: float) -> None:
         self.scales[int(unit)] = float(value)
+        self.state.set_trait("scales", dict(self.scales))
         self.update()
 
     def set_all(self, value: float) -> None:
@@ -108,6 +157,7 @@ class UnitSwitchboard(ViewBase):
             row.children[1].value = value  # the sliders' observers update the scales
         for u in self.scales:
             self.scales[u] = value
+        self.state.set_trait("scales", dict(self.scales))
         self.update()
 
     def edit(self) -> Scale | None:
@@ -115,13 +165,13 @@ class UnitSwitchboard(ViewBase):
         return Scale(list(changed), list(changed.values())) if changed else None
 
     # -- compute ------------------------------------------------------------------------------------------------
-    def _areas(self, edit) -> np.ndarray:
+    def _areas(self, edit: Scale | None) -> np.ndarray:
         return self.probe.area(self.concept.value, self.z, edit)
 
     def update(self) -> None:
         self.compute(self._draw, self.edit(), self.concept.value)
 
-    def _draw(self, edit, concept: str) -> None:
+    def _draw(self, edit: Scale | None, concept: str) -> None:
         images = to_uint8(self.probe.generate(self.z, edit).float().cpu(), self.output_range)
         self.images = images
         self.grid.value = png_bytes(upscale(make_grid(images, cols=4), self.zoom))
@@ -143,24 +193,25 @@ class UnitSwitchboard(ViewBase):
 class WhereCanItGo(ViewBase):
     """Switch a concept's units on at every location of the feature map in turn and show where it appears.
 
-    The right image keeps the blocks where switching the units on made the segmenter find the concept (the rest is
-    dimmed); the line below gives the success rate per context (what the patch showed before): the generator's
-    sense of where the concept belongs.
+    ``generator`` is a :class:`~ganviz.adapters.GeneratorAdapter` or a bare module (as for
+    :class:`UnitSwitchboard`); the layer is ``result.layer``.  The right image keeps the blocks where switching the
+    units on made the segmenter find the concept (the rest is dimmed); the line below gives the success rate per
+    context (what the patch showed before): the generator's sense of where the concept belongs.  ``state`` holds
+    ``concept``.
     """
 
-    def __init__(self, generator: torch.nn.Module, layer: str, segmenter: Callable[[torch.Tensor], Any],
-                 result: DissectionResult, *, concept: str = "door", seed: int = 0, z_dim: int | None = None,
-                 n_units: int = 20, q: float = 0.995, cells: int = 3, min_pixels: int = MIN_PIXELS, zoom: int = 4,
-                 output_range: tuple[float, float] = (-1.0, 1.0),
-                 segmenter_preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 background: bool = True):
+    def __init__(self, generator: GeneratorAdapter | torch.nn.Module, segmenter: Segmenter,
+                 result: DissectionResult, *,
+                 concept: str = "door", seed: int = 0, n_units: int = 20, q: float = 0.995, cells: int = 3,
+                 min_pixels: int = MIN_PIXELS, zoom: int | None = None,
+                 segmenter_preprocess: Preprocess | None = None, z_dim: int | None = None,
+                 output_range: tuple[float, float] | None = None, background: bool = True) -> None:
         super().__init__(background)
-        self.probe = GeneratorProbe(generator, layer, segmenter, result, segmenter_preprocess=segmenter_preprocess)
-        self.z_dim = int(z_dim if z_dim is not None else getattr(generator, "z_dim", 0))
-        if self.z_dim <= 0:
-            raise ValueError("pass z_dim= (the generator has no z_dim attribute)")
+        self.generator = as_generator(generator, z_dim, output_range)
+        self.probe = _probe(self.generator, segmenter, result, segmenter_preprocess)
+        self.state = _state(result, concept)
         self.n_units, self.q, self.cells, self.min_pixels = n_units, q, cells, min_pixels
-        self.zoom, self.output_range = zoom, output_range
+        self.zoom, self.output_range = zoom or max(1, 256 // self.generator.resolution), self.generator.output_range
         self.concept = W.Dropdown(options=list(result.concept_names), value=concept, description="Concept")
         self.seed = W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="Seed",
                                      layout=W.Layout(width="170px"))
@@ -169,6 +220,7 @@ class WhereCanItGo(ViewBase):
         self.readout = W.HTML()
         self.widget = W.VBox([W.HBox([self.concept, self.seed]), self.picture, self.readout, self.status])
         css(self.widget, "where", self.picture, "where-image", self.readout, "where-readout")
+        traitlets.link((self.concept, "value"), (self.state, "concept"))
         self.concept.observe(self.guard(lambda c: self.update()), names="value")
         self.seed.observe(self.guard(lambda c: self.update()), names="value")
         self.update()
@@ -178,7 +230,7 @@ class WhereCanItGo(ViewBase):
         self.compute(self._run, self.concept.value, int(self.seed.value))
 
     def _run(self, concept: str, seed: int) -> None:
-        z = torch.randn(1, self.z_dim, generator=torch.Generator().manual_seed(seed))
+        z = self.generator.sample_latents(1, seed)
         m = self.probe.insertion_map(concept, z, n_units=self.n_units, q=self.q, cells=self.cells)
         image = to_uint8(self.probe.generate(z)[0].float().cpu(), self.output_range)
         hit = m.success(self.min_pixels)[0]
@@ -191,15 +243,18 @@ class WhereCanItGo(ViewBase):
         gap = np.full((big.shape[0], 8, 3), 255, np.uint8)
         self.view = np.concatenate([big, gap, highlight_region(big, mask, dim=0.35)], axis=1)
         self.picture.value = png_bytes(self.view)
+        self.readout.value = self._rates(concept, m.context[0], hit)
+        self.say("")
+
+    def _rates(self, concept: str, context: np.ndarray, hit: np.ndarray) -> str:
         names = self.probe.concept_names
         rates = []
-        for k in np.unique(m.context[0]):
-            where = m.context[0] == k
+        for k in np.unique(context):
+            where = context == k
             rates.append((int(where.sum()), names[k], float(hit[where].mean())))
         rates.sort(reverse=True)
-        self.readout.value = f"<b>{html.escape(concept)}</b> appeared at " + ", ".join(
+        return f"<b>{html.escape(concept)}</b> appeared at " + ", ".join(
             f"{r * 100:.0f}% of {html.escape(n)} locations ({c})" for c, n, r in rates)
-        self.say("")
 
     def render(self) -> np.ndarray:
         self.wait()

@@ -1,26 +1,35 @@
-"""Inversion views: target, reconstruction and difference with live progress; a grid naming what was lost."""
+"""Inversion views: target, reconstruction and difference with live progress; a grid naming what was lost.
+
+    InversionView(inverter, segmenter=segmenter, concept_names=names)   # or InversionView(generator_adapter)
+    InversionGrid(inverter, images_uint8, segmenter, names)
+"""
 from __future__ import annotations
 
 import io
 import threading
 import time
-from typing import Any, Callable, List, Optional, Sequence
+from dataclasses import replace
+from typing import Any, Callable, Sequence
 
 import ipywidgets as W
 import numpy as np
 import torch
+import traitlets
 
+from ..adapters import GeneratorAdapter
 from ..imaging import diff_heatmap, load_photo, make_grid, png_bytes, to_uint8, upscale
 from ..inversion import InversionResult, Inverter
 from ..omission import missing_concepts
-from ._base import ViewBase, css, image_widget
+from ._base import ViewBase, ViewState, css, image_widget
+
+__all__ = ["InversionView", "InversionGrid", "InversionState", "loss_curve", "PROGRESS_INTERVAL"]
 
 PROGRESS_INTERVAL = 0.25
 """Seconds between two progress redraws (current reconstruction, loss curve) during an inversion."""
 
 
-def loss_curve(losses: Sequence[float], total: int, marks: Sequence[int] = (), size: tuple = (3.2, 2.0),
-               phases: Sequence[str] = ()) -> bytes:
+def loss_curve(losses: Sequence[float], total: int, marks: Sequence[int] = (),
+               size: tuple[float, float] = (3.2, 2.0), phases: Sequence[str] = ()) -> bytes:
     """A small log-scale loss plot as PNG bytes; ``marks`` are steps where a new phase began, ``phases`` the
     phases' names (one more than ``marks``), written above the plot."""
     from matplotlib.figure import Figure  # no pyplot: the notebook's backend is left alone
@@ -44,28 +53,59 @@ def loss_curve(losses: Sequence[float], total: int, marks: Sequence[int] = (), s
     return buf.getvalue()
 
 
+class InversionState(ViewState):
+    """What an :class:`InversionView` shows."""
+
+    result = traitlets.Instance(InversionResult, allow_none=True, read_only=True,
+                                help="the last finished (or stopped) inversion (None: none yet)")
+    running = traitlets.Bool(False, read_only=True, help="whether an inversion is running")
+
+
 class InversionView(ViewBase):
     """Invert the generator on an image: target, reconstruction and per-pixel difference, with a live loss curve,
     the current reconstruction while it runs, a progress bar and a stop button (stopping keeps the best so far).
 
-    ``inverter`` holds the generator and the settings (see :class:`ganviz.inversion.Inverter`); ``segmenter``
-    and ``concept_names`` (optional) name the concepts the reconstruction lost.  Upload a PNG/JPEG or call
-    :meth:`set_target`; :meth:`run` starts (the Invert button does the same); ``on_result(fn)`` registers
-    ``fn(result)`` to be called with every finished inversion (e.g. a paint canvas's ``set_inversion``).
+    ``inverter`` holds the generator and the settings (see :class:`ganviz.inversion.Inverter`); a
+    :class:`~ganviz.adapters.GeneratorAdapter` instead gets its default inverter (at its default layer, with
+    fine-tuning).  ``segmenter`` and ``concept_names`` (optional) name the concepts the reconstruction lost.  Upload
+    a PNG/JPEG or call :meth:`set_target`; :meth:`run` starts (the Invert button does the same); ``on_result(fn)``
+    registers ``fn(result)`` to be called with every finished inversion (e.g. a paint canvas's ``set_inversion``).
+    ``state`` holds ``result`` and ``running``.
     """
 
-    def __init__(self, inverter: Inverter, *, target: np.ndarray | None = None,
+    def __init__(self, inverter: Inverter | GeneratorAdapter, *, target: np.ndarray | None = None,
                  segmenter: Callable[[torch.Tensor], Any] | None = None, concept_names: Sequence[str] = (),
-                 width: int = 192, background: bool = True):
+                 width: int | None = None, background: bool = True) -> None:
         super().__init__(background)
+        if isinstance(inverter, GeneratorAdapter):
+            inverter = inverter.inverter(finetune_steps=300)
+        elif not isinstance(inverter, Inverter):
+            raise TypeError(f"expected an Inverter or a GeneratorAdapter, got {type(inverter).__name__}: pass "
+                            "Inverter(generator, layer=...) for a bare generator")
         self.inverter = inverter
         self.segmenter, self.concept_names = segmenter, tuple(concept_names)
         self.result: InversionResult | None = None
-        self.losses: List[float] = []
+        self.losses: list[float] = []
         self.target: np.ndarray | None = None
         self._stop = threading.Event()
-        self._listeners: List[Callable[[InversionResult], None]] = []
+        self._listeners: list[Callable[[InversionResult], None]] = []
         self._last_draw = 0.0
+        self._finetune_steps = inverter.finetune_steps or 300
+        self.state = InversionState()
+        self._build(width or max(192, min(self.size, 384)))
+        self.watch_upload(self.upload, self._take_upload)
+        self.run_button.on_click(self.guard(lambda b: self.run()))
+        self.stop_button.on_click(self.guard(lambda b: self.stop()))
+        if target is not None:
+            self.set_target(target)
+        else:  # blank pictures until an upload (an empty image widget shows a broken-image icon)
+            blank = png_bytes(np.full((self.size, self.size, 3), 235, np.uint8))
+            self.target_image.value = self.recon_image.value = self.diff_image.value = blank
+            self.plot.value = loss_curve([], inverter.total_steps)
+            self.say("upload an image (PNG or JPEG) to see what the generator can reproduce of it")
+
+    def _build(self, width: int) -> None:
+        inverter = self.inverter
         self.target_image = image_widget(width=width)
         self.recon_image = image_widget(width=width)
         self.diff_image = image_widget(width=width)
@@ -77,7 +117,6 @@ class InversionView(ViewBase):
         self.run_button = W.Button(description="Invert", icon="play", button_style="primary")
         self.stop_button = W.Button(description="Stop", icon="stop", disabled=True)
         self.missing = W.HTML(value="")
-        self._finetune_steps = inverter.finetune_steps or 300
 
         def column(title: str, image: W.Image) -> W.VBox:
             return W.VBox([W.HTML(f"<b>{title}</b>"), image])
@@ -90,16 +129,6 @@ class InversionView(ViewBase):
         css(self.widget, "inversion", self.target_image, "inv-target", self.recon_image, "inv-recon",
             self.diff_image, "inv-diff", self.plot, "inv-loss", self.progress, "inv-progress", self.upload,
             "inv-upload", self.run_button, "inv-run", self.stop_button, "inv-stop", self.missing, "inv-missing")
-        self.upload.observe(self.guard(self._on_upload), names="value")
-        self.run_button.on_click(self.guard(lambda b: self.run()))
-        self.stop_button.on_click(self.guard(lambda b: self.stop()))
-        if target is not None:
-            self.set_target(target)
-        else:  # blank pictures until an upload (an empty image widget shows a broken-image icon)
-            blank = png_bytes(np.full((self.size, self.size, 3), 235, np.uint8))
-            self.target_image.value = self.recon_image.value = self.diff_image.value = blank
-            self.plot.value = loss_curve([], inverter.total_steps)
-            self.say("upload an image (PNG or JPEG) to see what the generator can reproduce of it")
 
     # -- inputs -------------------------------------------------------------------------------------------------
     @property
@@ -116,6 +145,7 @@ class InversionView(ViewBase):
                              f"{self.size}x{self.size} (upload it, or resize it with ganviz.imaging.load_photo)")
         self.target = image
         self.result = None
+        self.state.set_trait("result", None)
         self.losses = []
         self.target_image.value = png_bytes(image)
         self.recon_image.value = self.diff_image.value = png_bytes(np.full_like(image, 235))  # blank until run
@@ -123,14 +153,10 @@ class InversionView(ViewBase):
         self.progress.value = 0
         self.say("press Invert")
 
-    def _on_upload(self, change) -> None:
-        files = change["new"]
-        if not files:
-            return
-        item = files[0]
-        photo, note = load_photo(bytes(item["content"]), size=self.size)
+    def _take_upload(self, data: bytes, name: str) -> None:
+        photo, note = load_photo(data, size=self.size)
         self.set_target(photo)
-        self.say(f"{item.get('name', 'image')}: {note or 'loaded'}; inverting ...")
+        self.say(f"{name}: {note or 'loaded'}; inverting ...")
         self.run()
 
     def on_result(self, fn: Callable[[InversionResult], None]) -> None:
@@ -145,6 +171,7 @@ class InversionView(ViewBase):
         self._stop.clear()
         self.stop_button.disabled = False
         self.run_button.disabled = True
+        self.state.set_trait("running", True)
         self.compute(self._invert, self.target)
 
     def stop(self) -> None:
@@ -156,8 +183,6 @@ class InversionView(ViewBase):
         steps = self._finetune_steps if self.finetune.value and inv.layer is not None else 0
         if steps == inv.finetune_steps:
             return inv
-        from dataclasses import replace
-
         return replace(inv, finetune_steps=steps)
 
     def _invert(self, target: np.ndarray) -> None:
@@ -187,13 +212,15 @@ class InversionView(ViewBase):
         finally:
             self.stop_button.disabled = True
             self.run_button.disabled = False
+            self.state.set_trait("running", False)
         self.result = result
+        self.state.set_trait("result", result)
         self.progress.value = result.steps
         self._show(result, inverter, time.perf_counter() - t0, marks)
         for fn in self._listeners:
             fn(result)
 
-    def _show(self, result: InversionResult, inverter: Inverter, seconds: float, marks: List[int]) -> None:
+    def _show(self, result: InversionResult, inverter: Inverter, seconds: float, marks: list[int]) -> None:
         recon = to_uint8(result.image[0].float().cpu(), inverter.output_range)
         self.recon_image.value = png_bytes(recon)
         self.diff_image.value = png_bytes(diff_heatmap(self.target, recon))
@@ -206,7 +233,7 @@ class InversionView(ViewBase):
         tuned = f", generator fine-tuned (weights moved {result.drift:.1%})" if result.generator is not None else ""
         self.say(f"{how}: PSNR {result.psnr:.1f} dB after {result.steps} steps in {seconds:.1f} s{tuned}")
 
-    def lost_concepts(self, result: InversionResult | None = None) -> List[str] | None:
+    def lost_concepts(self, result: InversionResult | None = None) -> list[str] | None:
         """Concepts the segmenter finds in the target but (mostly) not in the reconstruction (None: no segmenter)."""
         result = result or self.result
         if self.segmenter is None or result is None:
@@ -230,7 +257,7 @@ class InversionGrid(ViewBase):
 
     def __init__(self, inverter: Inverter, images: np.ndarray, segmenter: Callable[[torch.Tensor], Any],
                  concept_names: Sequence[str], *, names: Sequence[str] | None = None, background: bool = True,
-                 scale: int = 2):
+                 scale: int = 2) -> None:
         super().__init__(background)
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
@@ -241,8 +268,8 @@ class InversionGrid(ViewBase):
         self.segmenter, self.concept_names = segmenter, tuple(concept_names)
         self.names = list(names) if names is not None else [f"image {i}" for i in range(len(images))]
         self.scale = scale
-        self.results: List[Optional[InversionResult]] = [None] * len(images)
-        self.lost: List[Optional[List[str]]] = [None] * len(images)
+        self.results: list[InversionResult | None] = [None] * len(images)
+        self.lost: list[list[str] | None] = [None] * len(images)
         self._stop = threading.Event()
         self.progress = W.IntProgress(value=0, min=0, max=len(images), description="Images")
         self.stop_button = W.Button(description="Stop", icon="stop")

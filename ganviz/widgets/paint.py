@@ -1,20 +1,26 @@
-"""The concept paint canvas (GAN Paint): draw or remove concepts in a generated image with the mouse."""
+"""The concept paint canvas (GAN Paint): draw or remove concepts in a generated image with the mouse.
+
+    canvas = PaintCanvas(generator, result)             # a GeneratorAdapter or a bare module; layer: result.layer
+    canvas.stroke([(10, 30), (50, 30)], "tree")         # what a drag does
+    canvas.state.observe(fn, names="strokes")           # concept, mode, strokes, seed are declared traits
+"""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import ipywidgets as W
 import numpy as np
 import torch
+import traitlets
 from ipycanvas import Canvas
 
+from ..adapters import GeneratorAdapter, as_generator
 from ..dissect import DissectionResult
-from ..imaging import load_photo, upscale
+from ..imaging import concept_color, load_photo, upscale
 from ..inversion import InversionResult, Inverter
 from ..paint import STRENGTHS, Painter, Stroke, brush_mask
-from ..toyworld import LABEL_COLORS
-from ._base import ViewBase, css
+from ._base import ViewBase, ViewState, css
 
 if TYPE_CHECKING:  # pragma: no cover
     from .inversion import InversionView
@@ -30,44 +36,82 @@ PALETTE_MIN_IOU = 0.01
 """A palette concept needs a unit with at least this IoU (below the 0.04 of a label: a dome is small, yet its
 top units still draw domes on walls)."""
 
+__all__ = ["PaintCanvas", "PaintState", "PALETTE_ORDER", "PALETTE_MIN_IOU", "PREVIEW_BUDGET"]
+
 
 def _rgba(image: np.ndarray) -> np.ndarray:
     """RGB -> RGBA, so ipycanvas sends exact pixels (PNG) instead of JPEG."""
     return np.concatenate([image, np.full(image.shape[:2] + (1,), 255, np.uint8)], axis=2)
 
 
+class PaintState(ViewState):
+    """What a :class:`PaintCanvas` shows."""
+
+    result = traitlets.Instance(DissectionResult, read_only=True, help="the dissection of the painted layer")
+    palette = traitlets.List(traitlets.Unicode(), read_only=True, help="the concepts that can be painted")
+    concept = traitlets.Unicode(help="the concept a stroke draws or removes (one of the palette)")
+    mode = traitlets.Enum(("draw", "remove"), "draw", help="whether a stroke draws or removes the concept")
+    strokes = traitlets.Int(0, read_only=True, help="strokes on the current image")
+    seed = traitlets.Int(None, allow_none=True, read_only=True,
+                         help="the seed of the generated sample painted on (None: an uploaded photo)")
+
+    @traitlets.validate("concept")
+    def _in_palette(self, proposal: dict[str, Any]) -> str:
+        if proposal["value"] not in self.palette:
+            raise traitlets.TraitError(f"{proposal['value']!r} is not in the palette: {', '.join(self.palette)}")
+        return proposal["value"]
+
+
 class PaintCanvas(ViewBase):
     """Paint concepts into generated scenes: choose a concept, draw or remove, and the image regenerates.
 
-    ``result`` is a dissection of ``layer`` of ``generator``; the palette holds the concepts some unit is labelled
-    with (or ``concepts``).  Strength low/med/high uses the top 4/10/15 units of the concept (``strengths``);
-    the brush radius is in image pixels.  ``inverter`` (a :class:`ganviz.inversion.Inverter` with the same
-    ``layer``) reconstructs uploaded photos (inversion, then generator fine-tuning) so that they can be painted;
-    without it an upload gets a message.  Methods ``stroke``, ``undo``, ``reset``, ``new_sample`` and
-    ``paint_photo`` do from Python what the buttons and the mouse do.
+    ``generator`` is a :class:`~ganviz.adapters.GeneratorAdapter` or a bare module (``z_dim`` and ``output_range``
+    default to the adapter's, or ``generator.z_dim`` and (-1, 1)); ``result`` is a dissection of the layer to paint
+    (``result.layer``).  The palette holds the concepts some unit is labelled with (or ``concepts``), each drawn in
+    its own colour (:func:`ganviz.imaging.concept_color`).  Strength low/med/high uses the top 4/10/15 units of the
+    concept (``strengths``); the brush radius is in image pixels; ``scale`` (default: about 384 pixels wide)
+    enlarges the canvas.  ``inverter`` (a :class:`ganviz.inversion.Inverter` of the same layer) reconstructs
+    uploaded photos (inversion, then generator fine-tuning) so that they can be painted; without it an upload gets
+    a message.  Methods ``stroke``, ``undo``, ``reset``, ``new_sample`` and ``paint_photo`` do from Python what the
+    buttons and the mouse do; ``state`` holds ``concept``, ``mode``, ``strokes`` and ``seed``.
     """
 
-    def __init__(self, generator: torch.nn.Module, layer: str, result: DissectionResult, *, seed: int = 0,
-                 z_dim: int | None = None, scale: int = 6, brush: int = 4, q: float = 0.99,
+    def __init__(self, generator: GeneratorAdapter | torch.nn.Module, result: DissectionResult, *, seed: int = 0,
+                 scale: int | None = None, brush: int = 4, q: float = 0.99,
                  strengths: Mapping[str, int] | None = None, ranking: Mapping[str, Sequence[int]] | None = None,
-                 concepts: Sequence[str] | None = None, output_range: tuple[float, float] = (-1.0, 1.0),
-                 inverter: Inverter | None = None, background: bool = True):
+                 concepts: Sequence[str] | None = None, inverter: Inverter | None = None,
+                 z_dim: int | None = None, output_range: tuple[float, float] | None = None,
+                 background: bool = True) -> None:
         super().__init__(background)
-        self.z_dim = int(z_dim if z_dim is not None else getattr(generator, "z_dim", 0))
-        if self.z_dim <= 0:
-            raise ValueError("pass z_dim= (the generator has no z_dim attribute)")
-        self.painter = Painter(generator, layer, result, self._latent(seed), q=q, strengths=strengths,
-                               ranking=ranking, output_range=output_range)
-        if inverter is not None and inverter.layer != layer:
-            raise ValueError(f"the inverter optimises {inverter.layer!r}; strokes edit {layer!r}: invert with "
-                             f"layer={layer!r} so painting applies to the reconstruction")
-        self.scale, self.inverter = int(scale), inverter
+        self.generator = as_generator(generator, z_dim, output_range)
+        self.painter = Painter(self.generator.model, result.layer, result, self.generator.sample_latents(1, seed),
+                               q=q, strengths=strengths, ranking=ranking, output_range=self.generator.output_range)
+        if inverter is not None and inverter.layer != result.layer:
+            raise ValueError(f"the inverter optimises {inverter.layer!r}; strokes edit {result.layer!r}: invert "
+                             f"with layer={result.layer!r} so painting applies to the reconstruction")
+        self.scale = int(scale or max(1, 384 // self.generator.resolution))
+        self.inverter = inverter
         palette = list(concepts) if concepts is not None else self._palette()
         if not palette:
-            raise ValueError(f"no concept has a labelled unit in {layer!r}; pass concepts=[...] to paint anyway")
+            raise ValueError(f"no concept has a labelled unit in {result.layer!r}; pass concepts=[...] to paint "
+                             "anyway")
         unknown = [c for c in palette if c not in result.concept_names]
         if unknown:
             raise KeyError(f"unknown concepts {unknown}; the dissection knows {', '.join(result.concept_names)}")
+        self.state = PaintState()
+        self.state.set_trait("result", result)
+        self.state.set_trait("palette", palette)
+        self._build(palette, seed, brush, list(strengths or STRENGTHS))
+        self._points: list[tuple[float, float]] | None = None
+        self._gen_seconds = 0.0
+        self.photo: np.ndarray | None = None  # the uploaded photo being painted (None: a generated sample)
+        self._inversion_view: InversionView | None = None
+        self.image = self.painter.original()
+        self._connect()
+        self._show(self.image)
+        self.say(self._summary())
+
+    def _build(self, palette: list[str], seed: int, brush: int, strengths: list[str]) -> None:
         h, w = self.painter.image_size
         self.canvas = Canvas(width=w * self.scale, height=h * self.scale,
                              layout=W.Layout(width=f"{w * self.scale}px", height=f"{h * self.scale}px",
@@ -75,8 +119,7 @@ class PaintCanvas(ViewBase):
         self.concept = W.ToggleButtons(options=palette, value=palette[0], description="Concept",
                                        style={"button_width": "76px"})
         self.mode = W.ToggleButtons(options=["draw", "remove"], value="draw", description="Mode")
-        names = list(strengths or STRENGTHS)
-        self.strength = W.ToggleButtons(options=names, value="med" if "med" in names else names[0],
+        self.strength = W.ToggleButtons(options=strengths, value="med" if "med" in strengths else strengths[0],
                                         description="Strength")
         self.brush = W.IntSlider(value=brush, min=1, max=max(16, brush), description="Brush")
         self.undo_button = W.Button(description="Undo", icon="undo")
@@ -93,11 +136,11 @@ class PaintCanvas(ViewBase):
         css(self.widget, "paint", self.canvas, "paint-canvas", self.concept, "palette", self.mode, "paint-mode",
             self.strength, "paint-strength", self.undo_button, "undo", self.reset_button, "reset",
             self.new_button, "new-sample", self.upload, "paint-upload")
-        self._points: list[tuple[float, float]] | None = None
-        self._gen_seconds = 0.0
-        self.photo: np.ndarray | None = None  # the uploaded photo being painted (None: a generated sample)
-        self._inversion_view = None
-        self.image = self.painter.original()
+
+    def _connect(self) -> None:
+        traitlets.link((self.concept, "value"), (self.state, "concept"))
+        traitlets.link((self.mode, "value"), (self.state, "mode"))
+        self.state.set_trait("seed", int(self.seed.value))
         self.canvas.on_mouse_down(self.guard(self._down))
         self.canvas.on_mouse_move(self.guard(self._move))
         self.canvas.on_mouse_up(self.guard(self._up))
@@ -106,9 +149,7 @@ class PaintCanvas(ViewBase):
         self.undo_button.on_click(self.guard(lambda b: self.undo()))
         self.reset_button.on_click(self.guard(lambda b: self.reset()))
         self.new_button.on_click(self.guard(lambda b: self.new_sample(self.seed.value)))
-        self.upload.observe(self.guard(self._on_upload), names="value")
-        self._show(self.image)
-        self.say(self._summary())
+        self.watch_upload(self.upload, self._take_upload)
 
     def _palette(self) -> list[str]:
         """Concepts with labelled units, after the GANPaint palette's concepts that have units with some IoU."""
@@ -119,9 +160,6 @@ class PaintCanvas(ViewBase):
         return first + [c for c in labelled if c not in first]
 
     # -- state --------------------------------------------------------------------------------------------------
-    def _latent(self, seed: int) -> torch.Tensor:
-        return torch.randn(1, self.z_dim, generator=torch.Generator().manual_seed(int(seed)))
-
     def _summary(self) -> str:
         n = len(self.painter.strokes)
         if self.photo is not None:
@@ -145,6 +183,7 @@ class PaintCanvas(ViewBase):
         self.image = image
         self._show(image)
         if final:
+            self.state.set_trait("strokes", len(strokes))
             self.say(self._summary())
 
     def refresh(self) -> None:
@@ -175,17 +214,13 @@ class PaintCanvas(ViewBase):
         """Paint on a new generated sample (strokes are cleared)."""
         self.photo = None
         self.seed.value = int(seed)
-        self.painter.set_latent(self._latent(seed))
+        self.state.set_trait("seed", int(seed))
+        self.painter.set_latent(self.generator.sample_latents(1, seed))
         self.refresh()
 
-    def _on_upload(self, change) -> None:
-        files = change["new"]
-        if not files:
-            return
-        item = files[0]
+    def _take_upload(self, data: bytes, name: str) -> None:
         h, w = self.painter.image_size
-        photo, note = load_photo(bytes(item["content"]), size=h)  # clear errors for files that are no usable image
-        name = item.get("name", "the photo")
+        photo, note = load_photo(data, size=h)  # clear errors for files that are no usable image
         if self.inverter is None:
             self.say(f"{name} is a valid {h}x{w} image, but painting on a photo needs GAN inversion, which this "
                      "canvas was not given (inverter=...); paint on generated samples for now")
@@ -198,7 +233,7 @@ class PaintCanvas(ViewBase):
         self.say(f"{name}: {note or 'loaded'}; reconstructing it with the generator ...")
         self.compute(self.paint_photo, photo, name)
 
-    def attach(self, view: "InversionView") -> None:
+    def attach(self, view: InversionView) -> None:
         """Let ``view`` (an InversionView with the same generator and layer) invert uploaded photos, showing its
         progress, difference map and stop button; every inversion it finishes becomes the image to paint."""
         if view.inverter.layer != self.painter.layer:
@@ -210,6 +245,8 @@ class PaintCanvas(ViewBase):
         def take(result: InversionResult) -> None:
             self.painter.set_inversion(result)
             self.photo = view.target
+            self.state.set_trait("seed", None)
+            self.state.set_trait("strokes", len(self.painter.strokes))
             self.compute(self._regenerate, [], False)
             self.say(f"reconstructed at PSNR {result.psnr:.1f} dB"
                      + (" (generator fine-tuned)" if result.generator is not None else "")
@@ -232,6 +269,7 @@ class PaintCanvas(ViewBase):
         result = self.inverter(photo, callback=progress)
         self.painter.set_inversion(result)
         self.photo = photo
+        self.state.set_trait("seed", None)
         self._regenerate([])
         self.say(f"{name} reconstructed at PSNR {result.psnr:.1f} dB"
                  + (" (generator fine-tuned)" if result.generator is not None else "")
@@ -247,8 +285,7 @@ class PaintCanvas(ViewBase):
         self._dab(x, y)
 
     def _dab(self, x: float, y: float) -> None:
-        r, g, b = LABEL_COLORS[self.painter.result.concept_names.index(self.concept.value)] \
-            if self.concept.value in self.painter.result.concept_names else (255, 255, 255)
+        r, g, b = concept_color(self.concept.value)
         self.canvas.fill_style = f"rgba({r},{g},{b},0.5)" if self.mode.value == "draw" else "rgba(0,0,0,0.5)"
         self.canvas.fill_circle(x, y, self.brush.value * self.scale)
 

@@ -7,6 +7,8 @@ import torch
 from torch import nn
 from torch.nn.utils import spectral_norm
 
+__all__ = ["ToyVGG", "ToyGenerator", "ToyEncoder", "MinibatchStd", "ToyDiscriminator", "ToySegmenter"]
+
 
 def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(OrderedDict(conv=nn.Conv2d(cin, cout, 3, padding=1, bias=False),
@@ -125,16 +127,18 @@ class MinibatchStd(nn.Module):
 class ToyDiscriminator(nn.Module):
     """The generator's mirror for training: spectral-normalised convs with LeakyReLU, 64x64 -> one score.
 
-    Each resolution has a 3x3 conv before its stride-2 4x4 conv; a minibatch standard-deviation channel and one
-    more 3x3 conv precede the linear head at 4x4.
+    Options for longer runs (off by default, which is the discriminator the shipped toy-gan was trained with):
+    ``deep`` adds a 3x3 conv before each stride-2 4x4 conv; ``mbstd`` appends a minibatch standard-deviation
+    channel and one more 3x3 conv before the linear head at 4x4.
     """
 
-    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256, 256), mbstd: bool = True):
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256, 256), mbstd: bool = False, deep: bool = False):
         super().__init__()
         layers: list[nn.Module] = [spectral_norm(nn.Conv2d(3, widths[0], 3, padding=1)), nn.LeakyReLU(0.2)]
         for a, b in zip(widths[:-1], widths[1:]):
-            layers += [spectral_norm(nn.Conv2d(a, a, 3, padding=1)), nn.LeakyReLU(0.2),
-                       spectral_norm(nn.Conv2d(a, b, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
+            if deep:
+                layers += [spectral_norm(nn.Conv2d(a, a, 3, padding=1)), nn.LeakyReLU(0.2)]
+            layers += [spectral_norm(nn.Conv2d(a, b, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
         if mbstd:
             layers += [MinibatchStd(), spectral_norm(nn.Conv2d(widths[-1] + 1, widths[-1], 3, padding=1)),
                        nn.LeakyReLU(0.2)]

@@ -17,6 +17,8 @@ from ..cache import weights_hash
 from ..dissect import DissectionResult, ToyWorldSource, dissect_classifier, dissect_generator
 from .registry import WEIGHTS_DIR, info as model_info, load
 
+__all__ = ["SAMPLES", "cache_dir", "shipped_path", "dissection", "export", "main"]
+
 SAMPLES = 1000
 """Samples (generators) or toy-world images (classifiers) of a bundled dissection."""
 

@@ -19,6 +19,10 @@ from ..trace import Trace
 from .arch import ToyGenerator
 from .registry import load
 
+__all__ = ["EVAL_SEED", "WATERMARK_MIN_SHARE", "held_out", "classifier_features", "segment", "generate",
+           "evaluate_classifier", "evaluate_segmenter", "concept_areas", "evaluate_generator", "evaluate_encoder",
+           "BARS", "contact_sheet", "main"]
+
 EVAL_SEED = 1
 WATERMARK_MIN_SHARE = 0.03  # an image "has a watermark" when the segmenter labels >= 3% of it watermark
 

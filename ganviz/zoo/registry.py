@@ -11,8 +11,12 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..checkpoints import check_regular_file
 from ..toyworld import CONCEPTS, SCENE_CLASSES
 from .arch import ToyEncoder, ToyGenerator, ToySegmenter, ToyVGG
+
+__all__ = ["WEIGHTS_DIR", "MANIFEST", "ChecksumError", "ModelInfo", "available", "info", "load", "save_weights",
+           "adapter"]
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 MANIFEST = "manifest.json"
@@ -113,8 +117,7 @@ def load(name: str, device: str | torch.device = "cpu", folder: str | Path | Non
         raise FileNotFoundError(f"no weights for {name!r} in {folder}; train them with "
                                 f"`python -m ganviz.zoo.train {meta.kind.replace('generator', 'gan')} --export`")
     path = folder / entry["file"]
-    if not path.exists():
-        raise FileNotFoundError(f"weights file {path} for {name!r} is missing")
+    check_regular_file(path, f"weights file for {name!r}")
     digest = _sha256(path)
     if digest != entry["sha256"]:
         raise ChecksumError(f"weights file {path} is corrupted or was modified: sha256 {digest[:16]}... does not "
@@ -151,7 +154,8 @@ def save_weights(name: str, model: nn.Module, folder: str | Path | None = None, 
 
 def adapter(name: str, device: str | torch.device = "cpu", folder: str | Path | None = None):
     """Load bundled model ``name`` wrapped in its :mod:`ganviz.adapters` adapter (the protocol real models use)."""
-    from ..adapters import ClassifierAdapter, GeneratorAdapter, Normalize, SegmenterAdapter
+    from ..adapters import ClassifierAdapter, GeneratorAdapter, SegmenterAdapter
+    from ..preprocessing import Normalize
 
     model, meta = load(name, device, folder)
     if meta.kind == "classifier":

@@ -13,20 +13,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .dissect import DissectionResult, _segment
-from .trace import Ablate, EditSpec, SetLevel, Trace, get_module
+from .dissect import DissectionResult
+from .plumbing import eval_mode, model_device, segment
+from .edits import Ablate, EditSpec, SetLevel
+from .trace import Trace, get_module
+
+__all__ = ["MIN_PIXELS", "AblationEffect", "InsertionMap", "GeneratorProbe"]
 
 Concept = Union[str, int]
 
 MIN_PIXELS = 4
 """New concept pixels in a patch that count as "the concept appeared there" (a toy-world door is about 15)."""
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of a model's first parameter or buffer (CPU for a model without either)."""
-    for t in list(model.parameters()) + list(model.buffers()):
-        return t.device
-    return torch.device("cpu")
 
 
 def _patch(i: int, cells: int, n: int, size: int) -> slice:
@@ -119,14 +116,15 @@ class GeneratorProbe:
     def generate(self, z: Tensor, edit: Optional[EditSpec] = None) -> Tensor:
         """Images for latents ``z`` with ``edit`` applied at the layer (one batch; on the generator's device)."""
         z = z.to(self.device)
-        with Trace(self.generator, [], retain_output=False,
+        with eval_mode(self.generator), Trace(self.generator, [], retain_output=False,
                    edit=None if edit is None else {self.layer: edit}) as tr:
             return tr.run(z)
 
     @torch.no_grad()
     def segment(self, images: Tensor) -> Tensor:
         """Label maps ``(N, H, W)`` of generated images."""
-        labels, _ = _segment(self.segmenter, self.preprocess(images))
+        with eval_mode(self.segmenter):
+            labels, _ = segment(self.segmenter, self.preprocess(images))
         return labels
 
     def _areas(self, z: Tensor, edit: Optional[EditSpec], k: int) -> np.ndarray:

@@ -5,6 +5,8 @@ import threading
 import time
 from typing import Any, Callable
 
+__all__ = ["Latest"]
+
 
 class Latest:
     """Coalesce a burst of requests (slider drags, mouse moves) into at most one running computation.
@@ -14,13 +16,14 @@ class Latest:
     burst of N events runs at most two computations, and the last one always matches the last event.
     ``min_interval`` (seconds) spaces the starts of consecutive computations while events stream in (requests
     less than ``stream_gap`` apart, as from a dragged slider), so at most about ``1 / min_interval`` run per
-    second; discrete events (a click, a key press, a drag's last value after a pause) run at once.  Exceptions go to ``on_error`` (default: re-raised in the worker); the worker keeps serving.
+    second; discrete events (a click, a key press, a drag's last value after a pause) run at once.  Exceptions go
+    to ``on_error`` (default: re-raised in the worker); the worker keeps serving.
     """
 
     def __init__(self, on_error: Callable[[BaseException], Any] | None = None, background: bool = True,
-                 min_interval: float = 0.0, stream_gap: float = 0.05):
+                 min_interval: float = 0.0, stream_gap: float = 0.05) -> None:
         self._lock = threading.Lock()
-        self._pending: tuple | None = None
+        self._pending: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None = None
         self._thread: threading.Thread | None = None
         self._idle = threading.Event()
         self._idle.set()
@@ -33,7 +36,7 @@ class Latest:
         self._last_submit = float("-inf")
         self._streaming = False
 
-    def submit(self, fn: Callable, *args: Any, **kwargs: Any) -> None:
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         with self._lock:
             now = time.monotonic()
             self._streaming = now - self._last_submit < self.stream_gap
@@ -73,7 +76,3 @@ class Latest:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until no request is pending or running; True if idle."""
         return self._idle.wait(timeout)
-
-    @property
-    def busy(self) -> bool:
-        return not self._idle.is_set()

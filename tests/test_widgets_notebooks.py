@@ -1,0 +1,46 @@
+"""No saved widget state in the shipped notebooks (tools/strip_notebooks.py removes it, keeping what nbval compares)."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "examples").glob("*.ipynb")) + sorted((REPO / "ganviz" / "apps").glob("*.ipynb"))
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("strip_notebooks", REPO / "tools" / "strip_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebooks_carry_no_widget_state(path):
+    tool = _tool()
+    text = path.read_text(encoding="utf-8")
+    assert tool.widget_state(json.loads(text)) == [], f"run: python tools/strip_notebooks.py {path.relative_to(REPO)}"
+    assert tool.dumps(tool.strip(json.loads(text))) == text, f"run: python tools/strip_notebooks.py {path.name}"
+
+
+def test_examples_stay_small():
+    assert sum(p.stat().st_size for p in (REPO / "examples").iterdir()) < 1.5e6
+
+
+def test_stripping_keeps_the_outputs_nbval_compares():
+    tool = _tool()
+    view = {"model_id": "abc", "version_major": 2, "version_minor": 0}
+    nb = {"cells": [{"cell_type": "code", "source": "# NBVAL_CHECK_OUTPUT\nprint(1)", "metadata": {},
+                     "outputs": [{"output_type": "stream", "name": "stdout", "text": "1\n"},
+                                 {"output_type": "display_data", "metadata": {},
+                                  "data": {"text/plain": "VBox(...)",
+                                           "application/vnd.jupyter.widget-view+json": view}}]}],
+          "metadata": {"widgets": {"application/vnd.jupyter.widget-state+json": {"state": {"abc": {}}}}},
+          "nbformat": 4, "nbformat_minor": 5}
+    assert tool.widget_state(nb) == ["metadata.widgets", "cell 0 output"]
+    out = tool.strip(nb)
+    assert tool.widget_state(out) == [] and "widgets" not in out["metadata"]
+    assert out["cells"][0]["outputs"] == [{"output_type": "stream", "name": "stdout", "text": "1\n"},
+                                          {"output_type": "display_data", "metadata": {},
+                                           "data": {"text/plain": "VBox(...)"}}]
