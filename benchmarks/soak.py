@@ -15,7 +15,8 @@ import gc
 import os
 import time
 
-import ipywidgets as W
+import ipywidgets as W  # noqa: F401 - the widgets under test are ipywidgets
+from ipywidgets.widgets import widget as _widget_module
 import numpy as np
 import torch
 
@@ -30,7 +31,7 @@ def rss_mb() -> float:
 
 def live_widgets() -> int:
     gc.collect()
-    return len(W.Widget.widgets) if hasattr(W.Widget, "widgets") else len(W.widget._instances)  # type: ignore
+    return len(_widget_module._instances)
 
 
 def soak(name: str, n: int, update) -> None:

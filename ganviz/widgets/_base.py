@@ -25,7 +25,7 @@ from PIL import Image
 from ..imaging import png_bytes
 from .coalesce import Latest
 
-__all__ = ["ViewBase", "ViewState", "image_widget", "css", "uploaded_file", "enable_colab_widgets"]
+__all__ = ["ViewBase", "ViewState", "image_widget", "css", "uploaded_file", "enable_colab_widgets", "close_tree"]
 
 _colab_enabled: bool | None = None
 """None until a widget is built on Colab; then whether its custom widget manager could be switched on."""
@@ -165,3 +165,16 @@ def css(*pairs: Any) -> None:
     """Stable CSS classes (``ganviz-<name>``) for styling and the browser tests: ``css(widget, name, ...)``."""
     for w, name in zip(pairs[::2], pairs[1::2]):
         w.add_class(f"ganviz-{name}")
+
+
+def close_tree(*widgets: W.Widget) -> None:
+    """Close widgets and everything they hold (children, layouts, styles), so rows that are rebuilt do not pile
+    up as live front-end objects."""
+    for w in widgets:
+        for child in getattr(w, "children", ()):
+            close_tree(child)
+        for attr in ("layout", "style"):
+            sub = getattr(w, attr, None)
+            if isinstance(sub, W.Widget):
+                sub.close()
+        w.close()

@@ -20,7 +20,7 @@ from ..imaging import load_image, png_bytes, upscale
 from ..plumbing import model_device
 from ..trace import get_module, retain
 from ..unitviz import figure_array, figure_png
-from ._base import ViewBase, ViewState, css, image_widget
+from ._base import ViewBase, ViewState, close_tree, css, image_widget
 
 __all__ = ["AblationPanel", "AblationState"]
 
@@ -120,8 +120,11 @@ class AblationPanel(ViewBase):
     @property
     def num_units(self) -> int:
         """Units of the layer (measured once with one image)."""
+        if self._n_units is None and self.result is not None and self.result.layer == self.layer:
+            self._n_units = int(self.result.num_units)
         if self._n_units is None:
-            x = self.preprocess(self.image[:1]).to(model_device(self.model))
+            image = self.image[:1] if hasattr(self, "image") else self.source.load([0])[0]
+            x = self.preprocess(image).to(model_device(self.model))
             self._n_units = int(retain(self.model, x, self.layer)[self.layer].shape[1])
         return self._n_units
 
@@ -158,10 +161,17 @@ class AblationPanel(ViewBase):
     # -- units ----------------------------------------------------------------------------------------------
     def set_units(self, units: Sequence[int], reset: bool = False) -> None:
         """Show a slider (and an on/off toggle) for each of ``units``; ``reset`` puts all back to 1."""
+        bad = [u for u in units if isinstance(u, bool) or not isinstance(u, (int, np.integer))
+               or not 0 <= int(u) < self.num_units]
+        if bad:
+            raise ValueError(f"units must be integers from 0 to {self.num_units - 1} (layer {self.layer!r} has "
+                             f"{self.num_units} units); got {bad[:5]}")
         keep = {} if reset else dict(self.scales)
         self.scales = {int(u): keep.get(int(u), 1.0) for u in units}
         self._slider: dict[int, W.FloatSlider] = {}
+        old = self.sliders.children
         self.sliders.children = [self._unit_row(u) for u in self.scales]
+        close_tree(*old)
         self.state.set_trait("scales", dict(self.scales))
         if hasattr(self, "image"):
             self.update()

@@ -18,7 +18,7 @@ from ..dissect import DissectionResult
 from ..generator_units import MIN_PIXELS, GeneratorProbe
 from ..imaging import highlight_region, make_grid, png_bytes, to_uint8, upscale
 from ..trace import Scale
-from ._base import ViewBase, ViewState, css
+from ._base import ViewBase, ViewState, close_tree, css
 
 __all__ = ["UnitSwitchboard", "WhereCanItGo", "ConceptState", "SwitchboardState", "RANKINGS"]
 
@@ -130,7 +130,9 @@ class UnitSwitchboard(ViewBase):
         self.state.set_trait("scales", dict(self.scales))
         self._before = self._areas(None)
         what = "IoU" if self.ranking.value == "iou" else "area drop"
+        old = self.switches.children
         self.switches.children = [self._switch(u, score, what) for u, score in ranked]
+        close_tree(*old)
         self.update()
 
     def _switch(self, u: int, score: float, what: str) -> W.HBox:

@@ -282,6 +282,7 @@ class PaintCanvas(ViewBase):
 
     def _down(self, x: float, y: float) -> None:
         self._points = [self._to_image(x, y)]
+        self._drag_mask: np.ndarray | None = None
         self._dab(x, y)
 
     def _dab(self, x: float, y: float) -> None:
@@ -296,8 +297,10 @@ class PaintCanvas(ViewBase):
         self._dab(x, y)
         if self._gen_seconds < PREVIEW_BUDGET:  # fast enough: show the edit during the drag (throttled)
             h, w = self.painter.image_size
-            partial = Stroke(self.concept.value, self.mode.value, self.strength.value,
-                             brush_mask(list(self._points), self.brush.value, (h, w)))
+            segment = brush_mask(self._points[-2:], self.brush.value, (h, w))  # only the newest piece: O(1) a move
+            mask = segment if getattr(self, "_drag_mask", None) is None else np.maximum(self._drag_mask, segment)
+            self._drag_mask = mask
+            partial = Stroke(self.concept.value, self.mode.value, self.strength.value, mask.copy())
             self.compute(self._regenerate, list(self.painter.strokes) + [partial], False)
 
     def _up(self, x: float, y: float) -> None:

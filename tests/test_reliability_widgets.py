@@ -1,0 +1,29 @@
+"""Widgets under repeated use: rebuilt rows are closed, bad unit indices get clear errors."""
+import pytest
+from ipywidgets.widgets import widget as widget_module
+
+import ganviz
+from ganviz.widgets import AblationPanel
+from _factories import classifier
+
+CLASSES = list(ganviz.SCENE_CLASSES)
+
+
+@pytest.fixture(scope="module")
+def panel():
+    return AblationPanel(classifier(), ganviz.ToyWorldSource(4, seed=2), layer="conv5_3", class_names=CLASSES,
+                         units=[0, 1, 2], background=False)
+
+
+def test_rebuilding_unit_rows_does_not_pile_up_widgets(panel):
+    panel.set_units([3, 4, 5])
+    before = len(widget_module._instances)
+    for i in range(20):
+        panel.set_units(list(range(i % 5, i % 5 + 3)))
+    assert len(widget_module._instances) == before
+
+
+@pytest.mark.parametrize("units", [[10 ** 9], [-1], [1.5], [True]])
+def test_units_out_of_range_or_not_integers_are_refused(panel, units):
+    with pytest.raises(ValueError, match="units must be integers from 0 to 191"):
+        panel.set_units(units)
