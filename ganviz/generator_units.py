@@ -165,18 +165,18 @@ class GeneratorProbe:
         return sorted(drops, key=lambda t: (-t[1], t[0]))
 
     # -- insertion ----------------------------------------------------------------------------------------------
-    def levels(self, units: Sequence[int], q: float = 0.99) -> np.ndarray:
-        """The units' activation levels at quantile ``q`` over the dissection's samples."""
-        return self.result.level(q)[np.asarray(units, dtype=int)]
+    def levels(self, units: Sequence[int], level_quantile: float = 0.99) -> np.ndarray:
+        """The units' activation values at ``level_quantile`` over the dissection's samples (their thresholds there)."""
+        return self.result.threshold_at(level_quantile)[np.asarray(units, dtype=int)]
 
     def insertion_map(self, concept: Concept, z: Tensor, units: Optional[Sequence[int]] = None, n_units: int = 20,
-                      q: float = 0.995, cells: int = 1) -> InsertionMap:
-        """Switch ``units`` (default: the concept's top ``n_units`` by IoU) on at quantile level ``q`` in a
+                      level_quantile: float = 0.995, cells: int = 1) -> InsertionMap:
+        """Switch ``units`` (default: the concept's top ``n_units`` by IoU) on at their ``level_quantile`` value in a
         ``cells x cells`` block at every location of the feature map in turn, and measure the concept added in
         that block's image patch."""
         k = self.concept_index(concept)
         units = [int(u) for u in (self.result.units_for(k, n_units) if units is None else units)]
-        levels = torch.as_tensor(self.levels(units, q))
+        levels = torch.as_tensor(self.levels(units, level_quantile))
         h, w = self.result.activation_size
         locs = [(i, j) for i in range(0, h - cells + 1) for j in range(0, w - cells + 1)]
         gh, gw = h - cells + 1, w - cells + 1

@@ -110,12 +110,12 @@ class Stroke:
 class Painter:
     """Paint concepts into ``generator(z)`` by editing ``layer`` (dissected in ``result``).
 
-    ``ranking`` optionally overrides the per-concept unit order (default: by IoU, as in GANPaint); ``q`` is the
-    quantile level that "draw" sets units to; ``strengths`` maps strength names to unit counts.
+    ``ranking`` optionally overrides the per-concept unit order (default: by IoU, as in GANPaint); ``level_quantile``
+    is the quantile whose activation value \"draw\" writes into the units (its threshold there); ``strengths`` maps strength names to unit counts.
     """
 
     def __init__(self, generator: nn.Module, layer: str, result: DissectionResult, z: Tensor, *,
-                 q: float = 0.99, strengths: Optional[Mapping[str, int]] = None,
+                 level_quantile: float = 0.99, strengths: Optional[Mapping[str, int]] = None,
                  ranking: Optional[Mapping[str, Sequence[int]]] = None,
                  output_range: Tuple[float, float] = (-1.0, 1.0)) -> None:
         get_module(generator, layer)  # a clear error for a wrong name first
@@ -128,7 +128,7 @@ class Painter:
         self.ranking = {k: [int(u) for u in v] for k, v in (ranking or {}).items()}
         self.output_range = output_range
         self.device = model_device(generator)
-        self.levels = torch.as_tensor(result.level(q))
+        self.levels = torch.as_tensor(result.threshold_at(level_quantile))
         self.strokes: List[Stroke] = []
         self._redo: List[Stroke] = []
         self.z = self._check_z(z)

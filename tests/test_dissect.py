@@ -288,7 +288,6 @@ def test_result_queries():
     with pytest.raises(KeyError, match="no concept 'cat'"):
         r.units_for("cat")
     np.testing.assert_allclose(r.threshold_at(0.75), [2.0] * 4)
-    np.testing.assert_array_equal(r.level(0.75), r.threshold_at(0.75))  # the older name
     assert "2 units" not in r.summary() and "sky" in r.summary()
 
 

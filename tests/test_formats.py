@@ -306,7 +306,7 @@ def test_places365_vgg16_classifies_dissects_and_ablates(places_vgg):
     assert result.num_units == 512 and result.concept_names == segmenters.ColorSegmenter.concept_names
     panel = AblationPanel(clf, data, background=False)
     assert isinstance(panel, AblationPanel)
-    top_unit = int(torch.as_tensor(result.level(0.99)).argmax())
+    top_unit = int(torch.as_tensor(result.threshold_at(0.99)).argmax())
     before = panel.probs.copy()
     panel.set_units([top_unit])
     panel.set_scale(top_unit, 0.0)

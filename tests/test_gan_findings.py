@@ -58,7 +58,7 @@ def test_turning_off_watermark_units_removes_the_banner(probe, z_rank, z_eval):
 
 
 def test_doors_appear_in_walls_not_in_the_sky(probe, z_eval):
-    m = probe.insertion_map("door", z_eval, n_units=DOOR_UNITS, q=0.995, cells=DOOR_CELLS)
+    m = probe.insertion_map("door", z_eval, n_units=DOOR_UNITS, level_quantile=0.995, cells=DOOR_CELLS)
     wall, sky = m.rate_in("wall"), m.rate_in("sky")
     assert m.trials_in("wall") >= 100 and m.trials_in("sky") >= 100
     assert wall >= 0.60, f"door units set in a wall added a door in {wall:.0%} of {m.trials_in('wall')} trials"

@@ -111,7 +111,7 @@ def test_probe_measures_removal_ranking_and_insertion(gen, result):
     assert effect.removed_from(0.01) == 1.0
     ranking = probe.rank_by_effect("wall", z, candidates=[DOOR, WALL, SKY])
     assert ranking[0] == (WALL, pytest.approx(1.0))
-    m = probe.insertion_map("door", _z(), units=[DOOR], q=0.99, cells=1)
+    m = probe.insertion_map("door", _z(), units=[DOOR], level_quantile=0.99, cells=1)
     assert m.added.shape == (1, 8, 8)
     assert m.rate_in("wall") == 1.0 and m.trials_in("wall") == 32
     assert m.rate_in("sky") == 0.0 and m.trials_in("sky") == 32

@@ -172,7 +172,7 @@ def test_switchboard_turns_units_off_over_every_sample(gen, result, tmp_path):
 
 
 def test_where_can_it_go_shows_the_context(gen, result, tmp_path):
-    view = WhereCanItGo(gen, scene_segmenter, result, concept="door", seed=3, n_units=1, q=0.99, cells=1,
+    view = WhereCanItGo(gen, scene_segmenter, result, concept="door", seed=3, n_units=1, level_quantile=0.99, cells=1,
                         background=False)
     assert view.map.rate_in("wall") == 1.0 and view.map.rate_in("sky") == 0.0
     assert "100% of wall locations" in view.readout.value and "0% of sky locations" in view.readout.value

@@ -148,10 +148,6 @@ class DissectionResult:
         return np.array([np.interp(q, self.quantile_levels, row) for row in self.quantile_values],
                         dtype=np.float32)
 
-    def level(self, q: float) -> np.ndarray:
-        """The older name of :meth:`threshold_at` (kept for callers written before the rename)."""
-        return self.threshold_at(q)
-
     def summary(self, min_iou: float = 0.04) -> str:
         """A few lines of text: units, interpretable units, units per concept."""
         counts = self.concept_counts(min_iou)

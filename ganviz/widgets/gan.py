@@ -204,7 +204,7 @@ class WhereCanItGo(ViewBase):
 
     def __init__(self, generator: GeneratorAdapter | torch.nn.Module, segmenter: Segmenter,
                  result: DissectionResult, *,
-                 concept: str = "door", seed: int = 0, n_units: int = 20, q: float = 0.995, cells: int = 3,
+                 concept: str = "door", seed: int = 0, n_units: int = 20, level_quantile: float = 0.995, cells: int = 3,
                  min_pixels: int = MIN_PIXELS, zoom: int | None = None,
                  segmenter_preprocess: Preprocess | None = None, z_dim: int | None = None,
                  output_range: tuple[float, float] | None = None, background: bool = True) -> None:
@@ -212,7 +212,7 @@ class WhereCanItGo(ViewBase):
         self.generator = as_generator(generator, z_dim, output_range)
         self.probe = _probe(self.generator, segmenter, result, segmenter_preprocess)
         self.state = _state(result, concept)
-        self.n_units, self.q, self.cells, self.min_pixels = n_units, q, cells, min_pixels
+        self.n_units, self.level_quantile, self.cells, self.min_pixels = n_units, level_quantile, cells, min_pixels
         self.zoom, self.output_range = zoom or max(1, 256 // self.generator.resolution), self.generator.output_range
         self.concept = W.Dropdown(options=list(result.concept_names), value=concept, description="Concept")
         self.seed = W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="Seed",
@@ -233,7 +233,8 @@ class WhereCanItGo(ViewBase):
 
     def _run(self, concept: str, seed: int) -> None:
         z = self.generator.sample_latents(1, seed)
-        m = self.probe.insertion_map(concept, z, n_units=self.n_units, q=self.q, cells=self.cells)
+        m = self.probe.insertion_map(concept, z, n_units=self.n_units, level_quantile=self.level_quantile,
+                                      cells=self.cells)
         image = to_uint8(self.probe.generate(z)[0].float().cpu(), self.output_range)
         hit = m.success(self.min_pixels)[0]
         area = np.zeros(self.probe.result.activation_size, bool)  # a hit marks the block it was tried in

@@ -77,7 +77,7 @@ class PaintCanvas(ViewBase):
     """
 
     def __init__(self, generator: GeneratorAdapter | torch.nn.Module, result: DissectionResult, *, seed: int = 0,
-                 scale: int | None = None, brush: int = 4, q: float = 0.99,
+                 scale: int | None = None, brush: int = 4, level_quantile: float = 0.99,
                  strengths: Mapping[str, int] | None = None, ranking: Mapping[str, Sequence[int]] | None = None,
                  concepts: Sequence[str] | None = None, inverter: Inverter | None = None,
                  z_dim: int | None = None, output_range: tuple[float, float] | None = None,
@@ -85,7 +85,7 @@ class PaintCanvas(ViewBase):
         super().__init__(background)
         self.generator = as_generator(generator, z_dim, output_range)
         self.painter = Painter(self.generator.model, result.layer, result, self.generator.sample_latents(1, seed),
-                               q=q, strengths=strengths, ranking=ranking, output_range=self.generator.output_range)
+                               level_quantile=level_quantile, strengths=strengths, ranking=ranking, output_range=self.generator.output_range)
         if inverter is not None and inverter.layer != result.layer:
             raise ValueError(f"the inverter optimises {inverter.layer!r}; strokes edit {result.layer!r}: invert "
                              f"with layer={result.layer!r} so painting applies to the reconstruction")
