@@ -76,3 +76,8 @@ class Latest:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until no request is pending or running; True if idle."""
         return self._idle.wait(timeout)
+
+    @property
+    def busy(self) -> bool:
+        """True while a request is pending or running."""
+        return not self._idle.is_set()
