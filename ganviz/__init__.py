@@ -8,7 +8,7 @@ imports here: widgets live in ``ganviz.widgets``.
 """
 from . import toyworld, zoo
 from .ablation import find_flip
-from .adapters import ClassifierAdapter, GeneratorAdapter, SegmenterAdapter
+from .adapters import ClassifierAdapter, GeneratorAdapter, SegmenterAdapter, as_classifier, as_generator
 from .checkpoints import CheckpointError
 from .dissect import (DatasetSource, DissectionResult, GeneratorSource, TensorSource, ToyWorldSource, UnitLabel,
                       dissect_classifier, dissect_generator)
@@ -33,7 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "toyworld", "zoo", "load", "load_checkpoint", "CheckpointError", "ClassifierAdapter", "GeneratorAdapter",
-    "SegmenterAdapter", "ModelInfo", "ChecksumError", "ToyWorld", "CONCEPTS", "SCENE_CLASSES", "Normalize",
+    "SegmenterAdapter", "as_classifier", "as_generator", "ModelInfo", "ChecksumError", "ToyWorld", "CONCEPTS", "SCENE_CLASSES", "Normalize",
     "Trace", "retain", "edited_forward", "get_module", "layer_names", "count_hooks", "LayerNotFoundError",
     "Edit", "Ablate", "Scale", "SetLevel", "Replace", "Compose",
     "TopK", "Quantile", "IoUTally", "Mean", "Variance", "merge_all", "save_stats", "load_stats",

@@ -225,7 +225,7 @@ class GeneratorAdapter:
         from .inversion import Inverter
 
         return Inverter(self.model, encoder, layer=layer or self.default_layer,
-                        **{"output_range": tuple(self.output_range), **kwargs})
+                        **{"output_range": tuple(self.output_range), "z_dim": self.z_dim, **kwargs})
 
 
 def as_classifier(model: nn.Module | ClassifierAdapter, class_names: str | Path | Sequence[str] | None = None,

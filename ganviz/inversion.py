@@ -294,6 +294,7 @@ class Inverter:
     output_range: Tuple[float, float] = (-1.0, 1.0)
     feature_loss: Optional[Callable[[Tensor, Tensor], Tensor]] = None
     seed: int = 0
+    z_dim: Optional[int] = None
     _resolution: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -301,14 +302,14 @@ class Inverter:
             get_module(self.generator, self.layer)
         elif self.finetune_steps > 0:
             raise ValueError("fine-tuning changes the layers after the inverted one: pass layer= as well")
-        if self.encoder is None and int(getattr(self.generator, "z_dim", 0)) <= 0:
-            raise ValueError("pass encoder= (the generator has no z_dim attribute to draw a starting latent)")
+        if self.encoder is None:
+            self.z_dim = z_dim_of(self.generator, self.z_dim)  # a clear error when it cannot be told
 
     @property
     def resolution(self) -> int:
         """The generator's output side in pixels (measured once with one forward pass)."""
         if self._resolution == 0:
-            z_dim = z_dim_of(self.generator)
+            z_dim = z_dim_of(self.generator, self.z_dim)
             with torch.no_grad(), eval_mode(self.generator):
                 out = self.generator(torch.zeros(1, z_dim, device=model_device(self.generator)))
             self._resolution = int(out.shape[-1])
@@ -334,7 +335,8 @@ class Inverter:
             guess = encode(self.encoder.features, target)  # a layer-wise encoder's guess of this layer's features
         result = invert(self.generator, target, encoder=self.encoder, steps=self.steps, lr=self.lr, layer=self.layer,
                         layer_steps=self.layer_steps, layer_lr=self.layer_lr, features_init=guess,
-                        feature_loss=self.feature_loss, seed=self.seed, stop=stop, callback=callback)
+                        feature_loss=self.feature_loss, seed=self.seed, z_dim=self.z_dim, stop=stop,
+                        callback=callback)
         if self.finetune_steps > 0 and not result.interrupted:
             offset = result.steps
 
