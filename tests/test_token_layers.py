@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import ganviz
+from ganviz.checkpoints import read_checkpoint
 from ganviz import ablation
 from ganviz.edits import Ablate, SetLevel
 from ganviz.gradcam import gradcam
@@ -209,7 +210,7 @@ def test_a_timm_layout_vit_file_loads_in_one_line(tmp_path):
     path = save_random_checkpoint("vit", tmp_path / "vit.pth", image_size=32, patch_size=8, embed_dim=64, depth=2,
                                   num_heads=1, num_classes=3)
     adapter = ganviz.load_checkpoint(path)
-    assert isinstance(adapter, ganviz.ClassifierAdapter) and detect_format(torch.load(path)) == "vit"
+    assert isinstance(adapter, ganviz.ClassifierAdapter) and detect_format(read_checkpoint(path)) == "vit"
     assert adapter.layers == ("blocks.0.mlp.act", "blocks.0", "blocks.1.mlp.act", "blocks.1")
     assert adapter.default_layer == "blocks.0" and adapter.resolution == 32 and len(adapter.class_names) == 3
     images = torch.rand(2, 3, 32, 32)
