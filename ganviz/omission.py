@@ -135,11 +135,11 @@ class OmissionReport:
 
     def plot(self, min_real_area: float = 0.001, ax: Any = None, title: Optional[str] = None) -> Any:
         """Bar chart of the relative area per concept (below zero: the generator draws too little of it)."""
-        from matplotlib.figure import Figure
+        from .charts import figure
 
         rel = sorted(self.relative_area(min_real_area).items(), key=lambda t: t[1])
         if ax is None:
-            fig = Figure(figsize=(max(4.0, 0.45 * len(rel) + 1.5), 3.2), layout="constrained")
+            fig = figure((max(4.0, 0.45 * len(rel) + 1.5), 3.2))
             ax = fig.add_subplot()
         else:
             fig = ax.figure

@@ -12,7 +12,7 @@ from .dissect import DissectionResult, as_source
 from .imaging import highlight_region, make_grid, to_uint8
 from .trace import Trace
 
-__all__ = ["images_and_maps", "unit_top_images", "unit_strip", "plot_unit_detail", "figure_png", "figure_array"]
+__all__ = ["images_and_maps", "unit_top_images", "unit_strip", "plot_unit_detail"]
 
 
 def _signed(x: torch.Tensor) -> torch.Tensor:
@@ -63,9 +63,9 @@ def unit_strip(model: nn.Module, result: DissectionResult, source, unit: int, n:
 
 def plot_unit_detail(result: DissectionResult, unit: int):
     """A figure with the unit's activation distribution (from the quantile sketch) and its IoU per concept."""
-    from matplotlib.figure import Figure
+    from .charts import figure
 
-    fig = Figure(figsize=(8, 2.6), layout="constrained")
+    fig = figure((8, 2.6))
     ax1, ax2 = fig.subplots(1, 2, width_ratios=[1, 1.6])
     levels, values = result.quantile_levels, result.quantile_values[unit]
     ax1.plot(values, levels, color="#4c72b0")
@@ -86,19 +86,3 @@ def plot_unit_detail(result: DissectionResult, unit: int):
     return fig
 
 
-def figure_png(fig, dpi: int = 100) -> bytes:
-    """Render a matplotlib Figure to PNG bytes."""
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return buf.getvalue()
-
-
-def figure_array(fig, dpi: int = 100) -> np.ndarray:
-    """Render a matplotlib Figure to an (H,W,3) uint8 array."""
-    import io
-
-    from PIL import Image
-
-    return np.asarray(Image.open(io.BytesIO(figure_png(fig, dpi))).convert("RGB"))

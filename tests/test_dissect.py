@@ -304,11 +304,14 @@ def test_result_save_load_roundtrip_without_pickle(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["r.npz"]
 
 
-def test_plot_is_a_figure_without_pyplot():
+def test_plot_is_a_figure_without_pyplot_that_a_notebook_shows_as_a_picture():
+    from IPython.core.formatters import format_display_data
     from matplotlib.figure import Figure
 
     fig = _result().plot_concept_counts()
     assert isinstance(fig, Figure)
+    data, _ = format_display_data(fig)  # what a notebook cell ending in the figure displays
+    assert data["image/png"][:8] == b"\x89PNG\r\n\x1a\n", sorted(data)
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert labels == ["sky", "tree", "door"]  # most units first, ties in concept order
     assert [p.get_height() for p in fig.axes[0].patches] == [2, 1, 1]

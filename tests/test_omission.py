@@ -34,6 +34,7 @@ def test_report_names_what_is_missing():
     assert report.frechet > 0 and compare(report.real, report.real).frechet == pytest.approx(0, abs=1e-6)
     assert "under-produced (area < -35%): door" in report.summary()
     assert report.plot().axes[0].get_xticklabels()[0].get_text() == "door"
+    assert report.plot()._repr_png_().startswith(b"\x89PNG")  # a picture in a notebook, not "<Figure size ...>"
     with pytest.raises(ValueError, match="different concept names"):
         compare(label_statistics(fake, NAMES), label_statistics(real, ("a", "b", "c")))
 

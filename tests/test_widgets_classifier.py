@@ -68,6 +68,15 @@ def test_summary_chart_and_table(result, tmp_path):
     assert Image.open(s.save(tmp_path / "s.png")).size[0] > 100
 
 
+def test_a_view_displays_as_the_widget_plus_a_picture_of_it(result):
+    from IPython.core.formatters import format_display_data
+
+    data, _ = format_display_data(DissectionSummary(result, background=False))
+    assert "application/vnd.jupyter.widget-view+json" in data  # live front ends show the widget
+    assert data["image/png"][:4] == b"\x89PNG"  # GitHub, nbviewer, an unrun notebook: a picture, not a repr
+    assert data["text/plain"].startswith("DissectionSummary (an interactive ganviz view")
+
+
 def test_slider_burst_runs_latest_only(classifier, source):
     panel = AblationPanel(classifier, source, layer="conv5_3", class_names=CLASSES, units=[0, 1, 2], background=True)
     panel.wait()

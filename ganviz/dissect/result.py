@@ -160,11 +160,11 @@ class DissectionResult:
 
     def plot_concept_counts(self, min_iou: float = 0.04, ax: Any = None, title: Optional[str] = None) -> Any:
         """Bar chart of :meth:`concept_counts`; returns a ``matplotlib.figure.Figure`` (no pyplot state)."""
-        from matplotlib.figure import Figure
+        from ..charts import figure
 
         counts = self.concept_counts(min_iou)
         if ax is None:
-            fig = Figure(figsize=(max(4.0, 0.45 * len(counts) + 1.5), 3.2), layout="constrained")
+            fig = figure((max(4.0, 0.45 * len(counts) + 1.5), 3.2))
             ax = fig.add_subplot()
         else:
             fig = ax.figure

@@ -97,10 +97,18 @@ class ViewBase:
         self.widget: W.Widget = W.VBox([self.status])
         self.state = ViewState()
 
-    def _ipython_display_(self) -> None:  # pragma: no cover - exercised in notebooks and the browser tests
-        from IPython.display import display
-
-        display(self.widget)
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None, **kwargs: Any) -> dict[str, Any]:
+        """The live widget, plus a PNG of the current view (:meth:`render`) and a one-line text: front ends with the
+        widget manager show the widget; GitHub, nbviewer and a notebook opened without its kernel show the picture
+        instead of a ``VBox(children=...)`` repr."""
+        bundle = dict(self.widget._repr_mimebundle_(**kwargs) or {})
+        bundle["text/plain"] = f"{type(self).__name__} (an interactive ganviz view: run the cell to use it)"
+        try:
+            self.wait(10)
+            bundle["image/png"] = png_bytes(self.render())
+        except Exception:  # noqa: BLE001 - a view that cannot draw itself yet still shows the live widget
+            pass
+        return bundle
 
     def _report(self, err: BaseException) -> None:
         self.last_error = err

@@ -19,7 +19,7 @@ from ..dissect import DissectionResult, as_source
 from ..imaging import load_image, png_bytes, upscale
 from ..plumbing import model_device
 from ..trace import get_module, retain
-from ..unitviz import figure_array, figure_png
+from ..charts import figure_array, figure_png
 from ._base import ViewBase, ViewState, close_tree, css, image_widget
 
 __all__ = ["AblationPanel", "AblationState"]
@@ -259,13 +259,13 @@ class AblationPanel(ViewBase):
 
     def measure_curve(self, max_units: int = 8) -> ablation.SparsityCurve:
         """Accuracy of the chosen class and of all others as its most important units are removed."""
-        from matplotlib.figure import Figure
+        from ..charts import figure
 
         x, y = self._validation("draw a sparsity curve")
         c = int(self.target.value)
         curve = ablation.sparsity_curve(self.model, self.layer, self.preprocess(x), y, c, len(self.class_names),
                                         max_units=max_units)
-        fig = Figure(figsize=(5, 2.8), layout="constrained")
+        fig = figure((5, 2.8))
         ax = fig.add_subplot()
         ks = np.arange(len(curve.class_accuracy))
         ax.plot(ks, curve.class_accuracy, "o-", label=self.class_names[c])
@@ -280,9 +280,9 @@ class AblationPanel(ViewBase):
         return curve
 
     def render(self) -> np.ndarray:
-        from matplotlib.figure import Figure
+        from ..charts import figure
 
-        fig = Figure(figsize=(6, 2.4), layout="constrained")
+        fig = figure((6, 2.4))
         a1, a2 = fig.subplots(1, 2, width_ratios=[1, 1.6])
         a1.imshow((self.image[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8), interpolation="nearest")
         a1.axis("off")

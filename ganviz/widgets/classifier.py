@@ -20,7 +20,8 @@ from ..dissect import DissectionResult, as_source
 from ..gradcam import gradcam
 from ..imaging import heatmap_overlay, make_grid, png_bytes, upscale
 from ..trace import get_module
-from ..unitviz import figure_array, figure_png, plot_unit_detail, unit_top_images
+from ..charts import figure_array, figure_png
+from ..unitviz import plot_unit_detail, unit_top_images
 from ._base import ViewBase, ViewState, css, image_widget
 
 __all__ = ["TopActivationGrid", "DissectionSummary", "GradCamView", "GridState", "SummaryState", "GradCamState",

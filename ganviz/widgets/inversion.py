@@ -5,7 +5,6 @@
 """
 from __future__ import annotations
 
-import io
 import threading
 import time
 from dataclasses import replace
@@ -17,6 +16,7 @@ import torch
 import traitlets
 
 from ..adapters import GeneratorAdapter
+from ..charts import figure, figure_png
 from ..imaging import diff_heatmap, load_photo, make_grid, png_bytes, to_uint8, upscale
 from ..inversion import InversionResult, Inverter
 from ..omission import missing_concepts
@@ -32,9 +32,7 @@ def loss_curve(losses: Sequence[float], total: int, marks: Sequence[int] = (),
                size: tuple[float, float] = (3.2, 2.0), phases: Sequence[str] = ()) -> bytes:
     """A small log-scale loss plot as PNG bytes; ``marks`` are steps where a new phase began, ``phases`` the
     phases' names (one more than ``marks``), written above the plot."""
-    from matplotlib.figure import Figure  # no pyplot: the notebook's backend is left alone
-
-    fig = Figure(figsize=size, dpi=80)
+    fig = figure(size, dpi=80, layout=None)  # no pyplot: the notebook's backend is left alone
     ax = fig.add_subplot(111)
     if len(losses):
         ax.semilogy(np.arange(len(losses)), np.maximum(np.asarray(losses, float), 1e-8), lw=1.2, color="#1f5fa8")
@@ -48,9 +46,7 @@ def loss_curve(losses: Sequence[float], total: int, marks: Sequence[int] = (),
     ax.set_ylabel("loss", fontsize=8)
     ax.tick_params(labelsize=7)
     fig.tight_layout(pad=0.3)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return figure_png(fig, dpi=80)
 
 
 class InversionState(ViewState):
