@@ -3,6 +3,7 @@
     frechet_distance(feats_a, feats_b)                      # rows are samples
     extract = layer_features(model, "conv5_3")              # images in [-1, 1] -> pooled features
     segmentation_scores(confusion(pred, labels, k))         # pixel accuracy, IoU per class, mean IoU
+    two_sample_accuracy(feats_real, feats_fake)             # a linear probe's held-out real/fake accuracy
 
 FID with its default features is :func:`ganviz.fid_score.fid`; Inception-v3 weights load through
 :func:`ganviz.formats.inception_features`.
@@ -19,7 +20,7 @@ from torch import nn
 from .plumbing import eval_mode, model_device
 from .trace import Trace, get_module
 
-__all__ = ["frechet_distance", "confusion", "segmentation_scores", "FeatureExtractor", "layer_features"]
+__all__ = ["frechet_distance", "two_sample_accuracy", "confusion", "segmentation_scores", "FeatureExtractor", "layer_features"]
 
 
 def _sqrt_psd(m: np.ndarray) -> np.ndarray:
@@ -40,6 +41,41 @@ def frechet_distance(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor)
     s = _sqrt_psd(cov_a)
     cross = np.sqrt(np.clip(np.linalg.eigvalsh(s @ cov_b @ s), 0, None)).sum()
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)
+
+
+def two_sample_accuracy(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, l2: float = 1e-3,
+                        seed: int = 0) -> float:
+    """Classifier two-sample test: held-out accuracy of a logistic-regression probe telling rows of ``a`` from
+    rows of ``b``, fitted on a random half of each set and tested on the other half (0.5: indistinguishable)."""
+    a, b = (torch.as_tensor(np.asarray(t.detach().cpu() if isinstance(t, torch.Tensor) else t), dtype=torch.float64)
+            for t in (a, b))
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"expected two (N, D) feature arrays with equal D, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if len(a) < 4 or len(b) < 4:
+        raise ValueError("need at least 4 samples in each feature set (half fit the probe, half test it)")
+    g = torch.Generator().manual_seed(seed)
+    pa, pb = torch.randperm(len(a), generator=g), torch.randperm(len(b), generator=g)
+    ha, hb = len(a) // 2, len(b) // 2
+    x_fit = torch.cat([a[pa[:ha]], b[pb[:hb]]])
+    y_fit = torch.cat([torch.ones(ha), torch.zeros(hb)]).double()
+    x_test = torch.cat([a[pa[ha:]], b[pb[hb:]]])
+    y_test = torch.cat([torch.ones(len(a) - ha), torch.zeros(len(b) - hb)]).double()
+    mu, sd = x_fit.mean(0), x_fit.std(0).clamp(min=1e-8)
+    x_fit, x_test = (x_fit - mu) / sd, (x_test - mu) / sd
+    w = torch.zeros(x_fit.shape[1] + 1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        logits = x_fit @ w[:-1] + w[-1]
+        loss = F.binary_cross_entropy_with_logits(logits, y_fit) + l2 * w[:-1].pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        pred = (x_test @ w[:-1] + w[-1]) > 0
+    return float((pred.double() == y_test).double().mean())
 
 
 def confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:

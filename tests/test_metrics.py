@@ -67,3 +67,18 @@ def test_default_fid_uses_the_bundled_classifier_and_ranks_the_trained_gan_close
     f_trained = fid(real, generate(trained, 300, seed=1))
     f_untrained = fid(real, generate(untrained, 300, seed=1))
     assert f_real < f_trained < f_untrained / 3, (f_real, f_trained, f_untrained)
+
+
+def test_two_sample_probe_is_at_chance_on_one_distribution_and_sees_a_shift():
+    from ganviz.metrics import two_sample_accuracy
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(800, 32, generator=g), torch.randn(800, 32, generator=g)
+    assert 0.44 <= two_sample_accuracy(a, b) <= 0.56
+    shifted = b.clone()
+    shifted[:, 3] += 1.5  # one feature moved by 1.5 standard deviations: the probe finds it on held-out rows
+    assert two_sample_accuracy(a, shifted) >= 0.7
+    with pytest.raises(ValueError, match="at least 4 samples"):
+        two_sample_accuracy(a[:3], b)
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        two_sample_accuracy(a, b[:, :5])

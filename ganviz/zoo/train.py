@@ -167,6 +167,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--export-to", default=None, help="write weights to this folder instead of the package's")
     p.add_argument("--export-only", action="store_true",
                    help="gan: export the latest checkpoint's EMA generator without training further")
+    p.add_argument("--snapshot", help="gan --export-only: export this checkpoint file (e.g. one ranked best by "
+                   "python -m ganviz.zoo.evaluate --checkpoints) instead of the latest")
     p.add_argument("--d-lr-ratio", type=float, default=1.0,
                    help="gan: discriminator lr / generator lr (the first shipped GAN used 2)")
     p.add_argument("--keep", action="store_true", help="gan: keep a snapshot step_NNNNNN.pt of every checkpoint")
@@ -176,6 +178,8 @@ def _parser() -> argparse.ArgumentParser:
                    "exported generator's BatchNorm statistics")
     p.add_argument("--mbstd", action="store_true", help="gan: a minibatch-std channel in the discriminator")
     p.add_argument("--deep-d", action="store_true", help="gan: a 3x3 conv per resolution in the discriminator")
+    p.add_argument("--d-warmup", type=int, default=0, help="gan: steps that train only the discriminator (with "
+                   "--init-from, so that a fresh discriminator catches up before the generator moves)")
     p.add_argument("--init-from", help="gan: warm-start the generator from 'bundled' or a safetensors file")
     p.add_argument("--autocast", choices=["auto", "bf16", "off"], default="auto",
                    help="bf16 autocast: auto uses it on CUDA and on CPUs with native bf16 only")
@@ -194,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.export_only:
         if args.model != "gan":
             raise SystemExit("--export-only is for the gan (the classifier's export refits its head on data)")
-        model = export_gan_checkpoint(Path(args.out) / "gan" / "checkpoint.pt", args.z_dim)
+        model = export_gan_checkpoint(Path(args.snapshot or Path(args.out) / "gan" / "checkpoint.pt"), args.z_dim)
     else:
         model = TRAINERS[args.model](args)
     print(f"{args.model}: done in {time.time() - t0:.0f}s in this process")

@@ -76,7 +76,7 @@ def train_gan(args) -> nn.Module:
     generator (the shipped toy-gan's recipe); float32 unless bf16 is native (see :func:`_autocast_dtype`); on CUDA
     when available.  Options for longer runs: a lazy R1 penalty on reals (``--r1``, every ``--r1-every`` steps),
     a minibatch-std channel (``--mbstd``) and a 3x3 conv per resolution (``--deep-d``) in the discriminator, and a
-    warm start (``--init-from bundled``)."""
+    warm start (``--init-from bundled``) whose first ``--d-warmup`` steps train the discriminator only."""
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     images, _, _ = render_dataset(args.data, args.world_seed, args.workers)
     torch.manual_seed(args.seed)
@@ -100,13 +100,16 @@ def train_gan(args) -> nn.Module:
         real = to_input(images[idx]).to(device)  # no flips: they would mirror the watermark's text
         z = torch.randn(len(idx), args.z_dim, generator=g).to(device)
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            fake = G(z)
+            with torch.set_grad_enabled(step >= args.d_warmup):
+                fake = G(z)
             loss_d = F.relu(1 - D(real)).mean() + F.relu(1 + D(fake.detach())).mean()
             r1 = (_r1_penalty(D, real) if args.r1 > 0 and step % args.r1_every == 0
                   else torch.zeros((), device=device))
         opt_d.zero_grad(set_to_none=True)
         (loss_d + 0.5 * args.r1 * args.r1_every * r1).backward()
         opt_d.step()
+        if step < args.d_warmup:  # a fresh discriminator catches up with a warm-started generator first
+            return f"loss_d={loss_d.item():.3f} (discriminator warm-up) r1={r1.item():.4f}"
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             loss_g = -D(fake).mean()
         opt_g.zero_grad(set_to_none=True)
