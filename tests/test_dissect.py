@@ -497,3 +497,12 @@ def test_thresholds_on_raw_or_upsampled_maps_match_exact_quantiles():
         np.testing.assert_allclose(r.thresholds, exact.numpy(), rtol=2e-2, atol=1e-4)
     with pytest.raises(ValueError, match="threshold_on"):
         dissect_classifier(model, "1", src, preprocess=same, threshold_on="smooth", **QUIET)
+
+
+def test_a_unit_below_the_labelling_threshold_is_unlabelled():
+    from ganviz.dissect import UnitLabel
+
+    weak, strong = UnitLabel(77, "hat", 0.019), UnitLabel(3, "hat", 0.21)
+    assert (weak.name(), strong.name()) == ("unlabelled", "hat")
+    assert weak.describe() == "unlabelled (best: hat, IoU 0.02)" and strong.describe() == "hat, IoU 0.21"
+    assert weak.name(min_iou=0.01) == "hat"

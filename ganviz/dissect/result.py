@@ -19,10 +19,13 @@ import numpy as np
 
 from ..cache import atomic_write
 
-__all__ = ["UnitLabel", "DissectionResult", "DEFAULT_QUANTILES", "FORMAT", "ARRAYS", "to_state", "from_state"]
+__all__ = ["UnitLabel", "LABEL_MIN_IOU", "DissectionResult", "DEFAULT_QUANTILES", "FORMAT", "ARRAYS", "to_state", "from_state"]
 
 FORMAT = 1
 """Version of the saved ``.npz`` layout (also part of every cache key)."""
+
+LABEL_MIN_IOU = 0.04
+"""IoU a unit's best concept must reach to name the unit (Bau et al. 2017)."""
 
 DEFAULT_QUANTILES: np.ndarray = np.unique(np.round(np.concatenate([
     np.linspace(0.0, 1.0, 101), np.linspace(0.99, 1.0, 11), [0.995, 0.999, 0.9995]]), 6))
@@ -37,6 +40,20 @@ class UnitLabel:
     concept: str
     iou: float
     runners_up: Tuple[Tuple[str, float], ...] = ()
+
+    def labelled(self, min_iou: float = LABEL_MIN_IOU) -> bool:
+        """Whether the best IoU reaches the labelling threshold (Network Dissection: 0.04)."""
+        return self.iou >= min_iou
+
+    def name(self, min_iou: float = LABEL_MIN_IOU) -> str:
+        """The concept's name, or ``"unlabelled"`` below the threshold (a unit whose best IoU with hats is 0.02 is
+        not a hat unit)."""
+        return self.concept if self.labelled(min_iou) else "unlabelled"
+
+    def describe(self, min_iou: float = LABEL_MIN_IOU, digits: int = 2) -> str:
+        """``"hat, IoU 0.21"`` or, below the threshold, ``"unlabelled (best: hat, IoU 0.02)"``."""
+        text = f"{self.concept}, IoU {self.iou:.{digits}f}"
+        return text if self.labelled(min_iou) else f"unlabelled (best: {text})"
 
 
 ARRAYS = ("thresholds", "quantile_levels", "quantile_values", "iou", "intersection", "unit_area",

@@ -180,7 +180,7 @@ class AblationPanel(ViewBase):
         name = f"unit {u}"
         if self.result is not None:
             lab = self.result.label(u)
-            name += f" ({lab.concept} {lab.iou:.2f})"
+            name += f" ({lab.name()} {lab.iou:.2f})"
         s = W.FloatSlider(value=self.scales[u], min=0.0, max=3.0, step=0.05, description=name,
                           style={"description_width": "150px"}, layout=W.Layout(width="420px"))
         t = W.ToggleButton(value=self.scales[u] != 0, description="on", layout=W.Layout(width="50px"))
@@ -231,7 +231,7 @@ class AblationPanel(ViewBase):
         self.wait()
         names = ""
         if self.result is not None:
-            names = " (" + ", ".join(self.result.label(u).concept for u in res.units) + ")"
+            names = " (" + ", ".join(self.result.label(u).name() for u in res.units) + ")"
         verdict = (f"removing units {res.units}{names} turns {self.class_names[res.original_class]} into "
                    f"{self.class_names[res.new_class]}" if res.flipped else
                    f"removing {len(res.units)} units did not change {self.class_names[res.original_class]}")

@@ -135,8 +135,7 @@ class TopActivationGrid(ViewBase):
         return units[start:start + self.per_page]
 
     def caption(self, unit: int) -> str:
-        lab = self.result.label(unit)
-        return f"unit {unit}: {lab.concept}, IoU {lab.iou:.2f}"
+        return f"unit {unit}: {self.result.label(unit).describe()}"
 
     def strip(self, unit: int) -> np.ndarray:
         if unit not in self._strips:
@@ -188,7 +187,7 @@ class TopActivationGrid(ViewBase):
         self.detail_images_w.layout.display = self.detail_plot.layout.display = None
         lab = self.result.label(unit)
         others = ", ".join(f"{c} {v:.2f}" for c, v in lab.runners_up)
-        self.detail_title.value = (f"<b>unit {unit}</b>: {html.escape(lab.concept)} IoU {lab.iou:.3f}; "
+        self.detail_title.value = (f"<b>unit {unit}</b>: {html.escape(lab.describe(digits=3))}; "
                                    f"runners-up: {html.escape(others)}; threshold "
                                    f"{self.result.thresholds[unit]:.3f}")
         self.detail_plot.value = figure_png(plot_unit_detail(self.result, unit))

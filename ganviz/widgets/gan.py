@@ -138,7 +138,7 @@ class UnitSwitchboard(ViewBase):
     def _switch(self, u: int, score: float, what: str) -> W.HBox:
         label = self.probe.result.label(u)
         toggle = W.ToggleButton(value=True, description=f"unit {u}", layout=W.Layout(width="90px"),
-                                tooltip=f"{label.concept} IoU {label.iou:.3f}")
+                                tooltip=label.describe(digits=3))
         slider = W.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.05, readout_format=".2f",
                                layout=W.Layout(width="170px"))
         toggle.observe(self.guard(lambda c, s=slider: setattr(s, "value", 1.0 if c["new"] else 0.0)), names="value")
