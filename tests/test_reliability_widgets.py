@@ -27,3 +27,27 @@ def test_rebuilding_unit_rows_does_not_pile_up_widgets(panel):
 def test_units_out_of_range_or_not_integers_are_refused(panel, units):
     with pytest.raises(ValueError, match="units must be integers from 0 to 191"):
         panel.set_units(units)
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_an_interrupted_computation_leaves_the_view_idle_and_the_next_event_computes(background):
+    from ganviz.widgets import GradCamView
+
+    model = classifier()
+    armed = []
+
+    def interrupt_once(module, inputs):
+        if armed:
+            armed.clear()
+            raise KeyboardInterrupt
+
+    model.conv1_1.register_forward_pre_hook(interrupt_once)
+    view = GradCamView(model, ganviz.ToyWorldSource(3, seed=2), ["conv5_3"], class_names=CLASSES,
+                       background=background)
+    assert view.wait(30) and "Grad-CAM" in view.status.value
+    armed.append(True)
+    view.image_index.value = 1  # Ctrl+C arrives during this computation
+    assert view.wait(30) and not view._latest.busy
+    assert "interrupted" in view.status.value and isinstance(view.last_error, KeyboardInterrupt)
+    view.image_index.value = 2
+    assert view.wait(30) and "image 2: Grad-CAM" in view.status.value

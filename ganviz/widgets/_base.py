@@ -112,6 +112,9 @@ class ViewBase:
 
     def _report(self, err: BaseException) -> None:
         self.last_error = err
+        if isinstance(err, KeyboardInterrupt):
+            self.status.value = "&#9208; interrupted: the view is idle; change a control to compute again"
+            return
         detail = "".join(traceback.format_exception_only(type(err), err)).strip()
         self.status.value = f"<span style='color:#b00020'>&#9888; {html.escape(detail)}</span>"
 
@@ -124,7 +127,7 @@ class ViewBase:
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             try:
                 return fn(*args, **kwargs)
-            except Exception as err:  # noqa: BLE001 - shown to the user, kernel stays alive
+            except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - shown to the user, kernel stays alive
                 self._report(err)
                 return None
 

@@ -17,7 +17,9 @@ class Latest:
     ``min_interval`` (seconds) spaces the starts of consecutive computations while events stream in (requests
     less than ``stream_gap`` apart, as from a dragged slider), so at most about ``1 / min_interval`` run per
     second; discrete events (a click, a key press, a drag's last value after a pause) run at once.  Exceptions go
-    to ``on_error`` (default: re-raised in the worker); the worker keeps serving.
+    to ``on_error`` (default: re-raised in the worker); the worker keeps serving.  A KeyboardInterrupt drops the
+    queued request, leaves the runner idle (the next request computes) and goes to ``on_error`` too; in the
+    foreground it is then re-raised.
     """
 
     def __init__(self, on_error: Callable[[BaseException], Any] | None = None, background: bool = True,
@@ -68,6 +70,15 @@ class Latest:
                 self._last_start = time.monotonic()
                 self.runs += 1
                 fn(*args, **kwargs)
+            except KeyboardInterrupt as err:  # Ctrl+C: drop what is queued, go idle, the next request runs
+                with self._lock:
+                    self._pending, self._thread = None, None
+                    self._idle.set()
+                if self.on_error is not None:
+                    self.on_error(err)
+                if not self.background:
+                    raise  # the interrupted cell stops as the user asked
+                return
             except Exception as err:  # noqa: BLE001 - reported, the worker goes on
                 if self.on_error is None:
                     raise
