@@ -13,7 +13,7 @@ from .toyworld.concepts import CONCEPTS, LABEL_COLORS
 
 __all__ = ["to_uint8", "from_uint8", "colorize_labels", "make_grid", "upscale", "png_bytes", "heatmap_overlay",
            "diff_heatmap", "highlight_region", "MAX_UPLOAD_BYTES", "MAX_UPLOAD_PIXELS", "MIN_UPLOAD_SIDE",
-           "ACCEPTED_FORMATS", "load_photo", "load_image", "concept_color"]
+           "ACCEPTED_FORMATS", "load_photo", "load_image", "fit_photo", "concept_color"]
 
 
 def to_uint8(images: torch.Tensor | np.ndarray, value_range: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
@@ -180,6 +180,10 @@ def load_photo(data: bytes, size: int | None = None, max_bytes: int = MAX_UPLOAD
                          "accepted")
     notes: list[str] = []
     img = _decode(data, max_pixels, min_side, notes)
+    return _square(img, size, notes)
+
+
+def _square(img: Image.Image, size: int | None, notes: list[str]) -> tuple[np.ndarray, str]:
     side = min(img.size)
     if img.width != img.height:
         notes.append(f"centre-cropped {img.width}x{img.height} to {side}x{side}")
@@ -189,6 +193,24 @@ def load_photo(data: bytes, size: int | None = None, max_bytes: int = MAX_UPLOAD
         img = img.resize((size, size), Image.LANCZOS)
         notes.append(f"resized to {size}x{size}")
     return np.asarray(img, np.uint8).copy(), "; ".join(notes)
+
+
+def fit_photo(photo: np.ndarray, size: int, max_pixels: int = MAX_UPLOAD_PIXELS) -> tuple[np.ndarray, str]:
+    """An in-memory photo as an (size, size, 3) uint8 array: (H, W, 3) uint8, centre-cropped to a square and
+    resized like an upload (:func:`load_photo`); also the note of what was done.  Anything else, or a photo over
+    ``max_pixels``, gets a ``ValueError`` that says what is expected."""
+    photo = np.asarray(photo)
+    if photo.dtype != np.uint8 or photo.ndim != 3 or photo.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) uint8 photo, got {photo.dtype} array of shape {photo.shape} "
+                         "(load files with ganviz.imaging.load_photo, which converts other kinds of image)")
+    h, w = photo.shape[:2]
+    if h * w > max_pixels:
+        raise ValueError(f"the photo has {w}x{h} pixels; at most {max_pixels:,} pixels are accepted")
+    if min(h, w) < 1:
+        raise ValueError(f"the photo is empty ({w}x{h} pixels)")
+    if (h, w) == (size, size):
+        return photo, ""
+    return _square(Image.fromarray(photo), size, [])
 
 
 def load_image(data: bytes, size: int | None = None, max_bytes: int = MAX_UPLOAD_BYTES,

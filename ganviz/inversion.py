@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .plumbing import eval_mode, frozen, model_device, seeded_latents, z_dim_of
-from .imaging import from_uint8
+from .imaging import fit_photo, from_uint8
 from .edits import Compose, Edit, Replace
 from .trace import Trace, get_module
 
@@ -320,12 +320,16 @@ class Inverter:
         return self.steps + (self.layer_steps if self.layer is not None else 0) + self.finetune_steps
 
     def as_target(self, photo: Union[np.ndarray, Tensor]) -> Tensor:
-        """A uint8 ``(H, W, 3)`` photo -> ``(1, 3, H, W)`` in the output range (tensors pass through)."""
+        """A uint8 ``(H, W, 3)`` photo of any size -> ``(1, 3, R, R)`` in the output range, centre-cropped and resized
+        to the generator's resolution R; a tensor must already be ``(1, 3, R, R)`` or ``(3, R, R)``."""
+        r = self.resolution
         if isinstance(photo, np.ndarray):
-            if photo.dtype != np.uint8 or photo.ndim != 3 or photo.shape[2] != 3:
-                raise ValueError(f"expected an (H, W, 3) uint8 photo, got {photo.dtype} {photo.shape}")
-            return from_uint8(photo, self.output_range)[None]
-        return torch.as_tensor(photo)
+            return from_uint8(fit_photo(photo, r)[0], self.output_range)[None]
+        target = torch.as_tensor(photo)
+        if tuple(target.shape[-3:]) != (3, r, r) or target.ndim not in (3, 4) or target.numel() != 3 * r * r:
+            raise ValueError(f"expected a (1, 3, {r}, {r}) image tensor in the generator's output range, got shape "
+                             f"{tuple(target.shape)} (pass a uint8 (H, W, 3) photo to have it cropped and resized)")
+        return target.reshape(1, 3, r, r)
 
     def __call__(self, photo: Union[np.ndarray, Tensor], *, stop: Optional[Callable[[], bool]] = None,
                  callback: Optional[Callable[[int, float, Tensor], None]] = None) -> InversionResult:

@@ -6,6 +6,7 @@ from torch import nn
 
 import ganviz
 from ganviz.inversion import Inverter, finetune, invert, psnr, reconstruct
+from ganviz.imaging import fit_photo
 from ganviz.trace import Ablate, LayerNotFoundError, count_hooks
 
 from _factories import Bomb
@@ -171,6 +172,12 @@ def test_inverter_runs_every_phase_on_a_uint8_photo_and_refuses_bad_settings():
     assert seen == list(range(12)) and result.generator is not None and result.target.shape == (1, 3, 4, 4)
     with pytest.raises(ValueError, match="uint8"):
         inv(photo.astype(float))
+    big = np.zeros((3000, 2000, 3), np.uint8)  # a camera-sized photo is cropped and resized, not compared as is
+    assert inv.as_target(big).shape == (1, 3, 4, 4)
+    with pytest.raises(ValueError, match=r"\(1, 3, 4, 4\) image tensor"):
+        inv(torch.zeros(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="at most 1,000 pixels"):
+        fit_photo(big, 4, max_pixels=1000)
     with pytest.raises(ValueError, match="layer="):
         Inverter(g, finetune_steps=10)
     with pytest.raises(ValueError, match="differentiable"):
