@@ -1,8 +1,8 @@
 """Read and edit the outputs of named layers inside any ``torch.nn.Module``.
 
 This is the instrumentation core of ganviz.  Layers are addressed by the dotted names of ``model.named_modules()``
-(``"features.3"``, ``"layer4.1.conv2"``).  A :class:`Trace` registers forward hooks while it is active; it can
-keep layer inputs/outputs, rewrite outputs with small :class:`Edit` objects (:class:`Ablate`, :class:`Scale`,
+(``"features.3"``, ``"layer4.1.conv2"``).  A :class:`Trace` registers forward hooks (:mod:`ganviz.hooks`, kept
+outside the modules) while it is active; it can keep layer inputs/outputs, rewrite outputs with small :class:`Edit` objects (:class:`Ablate`, :class:`Scale`,
 :class:`SetLevel`, :class:`Replace`, :class:`Compose`) and stop the forward pass early once every requested layer
 has run::
 
@@ -21,7 +21,7 @@ The layout of a layer's tensor (the output, or the first tensor of a tuple / ``M
 one declared by ``layouts={layer: ...}`` (a :class:`~ganviz.layouts.Layout` or a string; ``None`` keeps the output
 as it is), else by ``model.layer_layouts()`` when the model has it (a grid named for another image size is
 re-read from the shape), else inferred by :func:`~ganviz.layouts.infer_layout` for 3-D and 4-D tensors, with the
-size of the model's input images (recorded by a forward pre-hook on the model; none for a latent input).
+size of the model's input images (recorded as the model is called; none for a latent input).
 
 * 4-D convolutional maps are inferred ``bchw``: output, edits and gradients are exactly the layer's own.
 * 2-D ``[B, C]`` outputs (logits), other ranks and outputs without a tensor are kept and edited as they are
@@ -50,9 +50,8 @@ __all__ = ["LayerNotFoundError", "StopForward", "get_module", "layer_names", "Ed
            "Replace", "Compose", "LayerRecord", "Trace", "retain", "edited_forward", "count_hooks"]
 
 from .edits import Ablate, Compose, Edit, EditSpec, Replace, Scale, SetLevel, as_edit
-from .layouts import (Layout, LayoutError, LayoutSpec, infer_layout, parse_layout, primary_tensor,
-                      replace_primary)
-
+from .hooks import add_forward_hook, add_forward_pre_hook, hooks_on
+from .layouts import LayoutError, Layout, LayoutSpec, infer_layout, parse_layout, primary_tensor, replace_primary
 
 # -- addressing layers ---------------------------------------------------------------------------------------------
 
@@ -373,10 +372,10 @@ class Trace:
 
         return hook
 
-    def _pre_hook(self, module: nn.Module, args: tuple, kwargs: Dict[str, Any]) -> None:
+    def _pre_hook(self, module: nn.Module, args: tuple, kwargs: Optional[Dict[str, Any]] = None) -> None:
         """Record the size of the model's input images (``image_hw`` of :func:`~ganviz.layouts.infer_layout`)."""
-        if threading.get_ident() == self._owner:
-            x = next((a for a in list(args) + list(kwargs.values()) if isinstance(a, Tensor)), None)
+        x = next((a for a in list(args) + list((kwargs or {}).values()) if isinstance(a, Tensor)), None)
+        if threading.get_ident() == self._owner and x is not None:
             self._image_hw = _image_hw_of(x)
 
     def _remove_hooks(self) -> None:
@@ -393,10 +392,10 @@ class Trace:
         self._owner = threading.get_ident()
         self._image_hw = None
         try:
-            if self._modules:
-                self._handles.append(self.model.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
+            if self._modules:  # hooks kept outside the modules: copies of the model never carry them
+                self._handles.append(add_forward_pre_hook(self.model, self._pre_hook))
             for name, module in self._modules.items():
-                self._handles.append(module.register_forward_hook(self._make_hook(name)))
+                self._handles.append(add_forward_hook(module, self._make_hook(name)))
         except BaseException:
             self._remove_hooks()
             raise
@@ -426,6 +425,7 @@ class Trace:
             with self:
                 return self.run(*args, **kwargs)
         self._seen.clear()
+        self._pre_hook(self.model, (), kwargs)  # inputs passed by keyword (the hook sees positional ones)
         try:
             return self.model(*args, **kwargs)
         except StopForward:
@@ -495,6 +495,6 @@ def edited_forward(model: nn.Module, x: Any, edits: Mapping[str, EditSpec], layo
 
 
 def count_hooks(model: nn.Module) -> int:
-    """Count forward, forward-pre and backward hooks on ``model`` and its submodules."""
+    """Count forward, forward-pre and backward hooks on ``model`` and its submodules, ganviz's own included."""
     kinds = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-    return sum(len(getattr(m, k, None) or {}) for m in model.modules() for k in kinds)
+    return sum(len(getattr(m, k, None) or {}) for m in model.modules() for k in kinds) + hooks_on(model)

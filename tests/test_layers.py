@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ganviz"
 
 FLOORS = {
     1: ["plumbing", "preprocessing", "progress", "trace", "edits", "layouts", "stats", "cache", "checkpoints",
-        "toyworld", "conceptmaps", "basis", "charts"],
+        "toyworld", "conceptmaps", "basis", "charts", "hooks"],
     2: ["dissect", "ablation", "gradcam", "imaging", "metrics", "models", "zoo.arch", "sae", "directions"],
     3: ["generator_units", "paint", "inversion", "omission", "unitviz", "adapters"],
     4: ["widgets", "zoo", "formats", "hf", "fid_score"],

@@ -453,18 +453,36 @@ def test_hook_hygiene(model: Net, x: torch.Tensor, entry: str, scenario: str) ->
     assert count_hooks(model) == 0
 
 
-def test_failed_registration_removes_earlier_hooks(model: Net, x: torch.Tensor) -> None:
-    class Stubborn(nn.Identity):
-        def register_forward_hook(self, *args: Any, **kwargs: Any) -> Any:
-            raise RuntimeError("cannot hook me")
+def test_failed_registration_removes_earlier_hooks(model: Net, x: torch.Tensor, monkeypatch) -> None:
+    import ganviz.trace
 
-    model.extra = Stubborn()
+    model.extra = nn.Identity()
+    real = ganviz.trace.add_forward_hook
+
+    def stubborn(module: nn.Module, fn: Any) -> Any:
+        if module is model.extra:
+            raise RuntimeError("cannot hook me")
+        return real(module, fn)
+
+    monkeypatch.setattr(ganviz.trace, "add_forward_hook", stubborn)
     tr = Trace(model, ["stem", "block.1", "extra"])
     with pytest.raises(RuntimeError, match="cannot hook me"):
         with tr:
             pass  # pragma: no cover
     assert count_hooks(model) == 0
     assert not tr.active
+
+
+def test_copies_made_during_a_trace_carry_no_hooks(model: Net, x: torch.Tensor) -> None:
+    import copy
+    import pickle
+
+    with Trace(model, ["stem", "block.1"], edit={"stem": Ablate([0])}) as tr:
+        assert count_hooks(model) == 3  # two layers and the model's input-size hook, all outside the modules
+        clone, thawed = copy.deepcopy(model), pickle.loads(pickle.dumps(model))
+        edited = tr.run(x)
+    assert count_hooks(clone) == count_hooks(thawed) == count_hooks(model) == 0
+    assert torch.equal(clone(x), model(x)) and not torch.equal(clone(x), edited)
 
 
 def test_count_hooks_counts(model: Net) -> None:
