@@ -106,6 +106,24 @@ def test_gan_training_moves(tmp_path):
     assert any(changed)
 
 
+def test_gan_warm_start_then_checkpoint_ranking(tmp_path):
+    from ganviz.zoo import evaluate
+
+    torch.set_num_threads(1)
+    train.main(["gan", "--data", "64", "--batch", "8", "--workers", "1", "--steps", "4", "--log-every", "1",
+                "--every", "2", "--keep", "--init-from", "bundled", "--d-warmup", "2", "--bn-batches", "1",
+                "--out", str(tmp_path)])
+    log = (tmp_path / "gan" / "log.txt").read_text().splitlines()
+    assert ["warm-up" in line for line in log] == [True, True, False, False]  # only D learns first
+    snapshots = sorted(str(p) for p in (tmp_path / "gan").glob("step_*.pt"))
+    assert [p[-9:] for p in snapshots] == ["000002.pt", "000004.pt"]
+    report = evaluate.main(["--checkpoints", *snapshots, "--n-generator", "16", "--bn-batches", "1"])
+    rows = report["ranking"]
+    assert sorted(r["checkpoint"] for r in rows) == snapshots
+    assert all(0 <= r["probe"] <= 1 and r["frechet_ratio"] > 0 for r in rows)
+    assert rows[0]["bars_passed"] >= rows[1]["bars_passed"]
+
+
 def test_shipped_gan_dissection_belongs_to_the_shipped_weights(monkeypatch, tmp_path):
     """``dissection()`` returns the shipped file (no computing) - so it must be re-exported with new weights."""
     from ganviz.cache import weights_hash

@@ -191,7 +191,7 @@ SELECT_WORLD_SEED, SELECT_LATENT_SEED = 2, 1002  # checkpoint selection; the rep
 
 
 def rank_checkpoints(paths: list[str | Path], classifier: nn.Module, segmenter: nn.Module, n: int = 500,
-                     z_dim: int = 128) -> list[dict]:
+                     z_dim: int = 128, bn_batches: int = 40) -> list[dict]:
     """Evaluate the EMA generator of each GAN training checkpoint on selection scenes (toy world seed 2, latent
     seed 1002, never used for the reported numbers) and rank them: most generator bars passed, then the lowest
     Frechet ratio.  Returns one row per checkpoint, best first."""
@@ -199,7 +199,7 @@ def rank_checkpoints(paths: list[str | Path], classifier: nn.Module, segmenter: 
 
     rows = []
     for path in paths:
-        gen = export_gan_checkpoint(Path(path), z_dim)
+        gen = export_gan_checkpoint(Path(path), z_dim, bn_batches)
         r = evaluate_generator(gen, classifier, segmenter, n, seed=SELECT_WORLD_SEED, z_dim=z_dim,
                                latent_seed=SELECT_LATENT_SEED)
         passed = sum(bool(check({"generator": r})) for check in GENERATOR_BARS.values())
@@ -232,11 +232,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--sheet", help="write a contact sheet of 64 generated samples to this PNG")
     p.add_argument("--checkpoints", nargs="+", help="rank these GAN training checkpoints (step_*.pt) on selection "
                    "scenes instead of evaluating the bundled models")
+    p.add_argument("--bn-batches", type=int, default=40, help="--checkpoints: batches of 128 samples that "
+                   "re-estimate each generator's BatchNorm statistics")
     args = p.parse_args(argv)
     report: dict = {}
     if args.checkpoints:
         rows = rank_checkpoints(args.checkpoints, load("toy-classifier", args.device)[0],
-                                load("toy-segmenter", args.device)[0], n=args.n_generator)
+                                load("toy-segmenter", args.device)[0], n=args.n_generator,
+                                bn_batches=args.bn_batches)
         print(f"best: {rows[0]['checkpoint']}")
         return {"ranking": rows}
     clf = load("toy-classifier", args.device)[0] if {"classifier", "generator"} & set(args.models) else None

@@ -180,7 +180,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--deep-d", action="store_true", help="gan: a 3x3 conv per resolution in the discriminator")
     p.add_argument("--d-warmup", type=int, default=0, help="gan: steps that train only the discriminator (with "
                    "--init-from, so that a fresh discriminator catches up before the generator moves)")
-    p.add_argument("--init-from", help="gan: warm-start the generator from 'bundled' or a safetensors file")
+    p.add_argument("--init-from", help="gan, encoder: warm-start from the bundled model ('bundled') or a "
+                   "safetensors file")
     p.add_argument("--autocast", choices=["auto", "bf16", "off"], default="auto",
                    help="bf16 autocast: auto uses it on CUDA and on CPUs with native bf16 only")
     p.add_argument("--device", help="gan: cuda or cpu (default: cuda when available)")

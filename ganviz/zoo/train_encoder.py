@@ -14,7 +14,7 @@ from ..edits import Replace
 from ..trace import Trace
 from .arch import ToyEncoder
 from .registry import load
-from .training import Run, run_loop
+from .training import Run, autocast_dtype, init_weights, run_loop
 
 __all__ = ["train_encoder"]
 
@@ -56,7 +56,8 @@ def train_encoder(args) -> nn.Module:
     the pixel loss of the generator's later layers run from the predicted features.  Stage 2 (next 35%):
     ``latent`` learns ``layer4`` features (as ``features`` predicts them) -> z, with a z loss and the feature loss
     of the generator's early layers run from the predicted z.  Stage 3 (the rest): both parts together on the
-    pixel loss of ``G(E(G(z)))`` plus the z loss.
+    pixel loss of ``G(E(G(z)))`` plus the z loss.  ``--init-from bundled`` starts from the shipped encoder (after a
+    generator is fine-tuned, a shorter run then suffices); bf16 autocast only where it is native.
     """
     G, ginfo = load("toy-gan")
     for p in G.parameters():
@@ -64,6 +65,8 @@ def train_encoder(args) -> nn.Module:
     layer = "layer4"
     torch.manual_seed(args.seed)
     E = ToyEncoder(ginfo.z_dim).to(memory_format=torch.channels_last)
+    init_weights(E, "toy-encoder", args.init_from)
+    dtype = autocast_dtype(torch.device("cpu"), args.autocast)
     lr = args.lr or 1e-3
     opt = torch.optim.Adam(E.parameters(), lr=lr)
     run = Run(Path(args.out), "encoder", {"E": E, "opt": opt})
@@ -78,7 +81,7 @@ def train_encoder(args) -> nn.Module:
             x = tr.run(z)
             f = tr[layer].output.clone()
         stage = _stage1 if step < s1 else _stage2 if step < s2 else _stage3
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             loss, msg = stage(G, E, layer, z, x, f)
         opt.zero_grad(set_to_none=True)
         loss.backward()

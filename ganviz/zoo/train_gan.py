@@ -15,7 +15,7 @@ from torch import nn
 
 from ..checkpoints import read_checkpoint
 from .arch import ToyDiscriminator, ToyGenerator
-from .training import Run, batch_indices, render_dataset, run_loop, to_input
+from .training import Run, autocast_dtype, batch_indices, init_weights, render_dataset, run_loop, to_input
 
 __all__ = ["train_gan", "recalibrate_batchnorm", "export_gan_checkpoint", "save_samples"]
 
@@ -37,20 +37,6 @@ def recalibrate_batchnorm(generator: nn.Module, z_dim: int, batches: int = 40, b
     return generator.eval()
 
 
-def _autocast_dtype(device: torch.device, mode: str) -> torch.dtype | None:
-    """bf16 autocast where the hardware computes bf16 natively (CUDA, or CPUs with AVX512-BF16/AMX); float32
-    elsewhere: on a CPU without it, bf16 is emulated and a GAN step takes about twice as long as in float32."""
-    if mode == "off":
-        return None
-    if mode == "bf16" or device.type == "cuda":
-        return torch.bfloat16
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return None
-    return torch.bfloat16 if ("avx512_bf16" in flags or "amx_bf16" in flags) else None
-
-
 def _r1_penalty(D: nn.Module, real: torch.Tensor) -> torch.Tensor:
     """Zero-centred gradient penalty on real images (Mescheder et al. 2018): mean squared norm of dD/dx."""
     real = real.detach().requires_grad_(True)
@@ -58,22 +44,9 @@ def _r1_penalty(D: nn.Module, real: torch.Tensor) -> torch.Tensor:
     return grad.float().pow(2).sum((1, 2, 3)).mean()
 
 
-def _init_generator(G: nn.Module, source: str | None) -> None:
-    """Warm-start ``G`` from the bundled toy-gan (``bundled``) or a safetensors file, when asked."""
-    if not source:
-        return
-    from safetensors.torch import load_file
-
-    from .registry import WEIGHTS_DIR, _read_manifest
-
-    path = WEIGHTS_DIR / _read_manifest(WEIGHTS_DIR)["toy-gan"]["file"] if source == "bundled" else Path(source)
-    G.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
-    print(f"generator initialised from {path}")
-
-
 def train_gan(args) -> nn.Module:
     """Hinge-loss GAN with a spectral-normalised discriminator, equal learning rates, Adam(0, 0.99) and an EMA
-    generator (the shipped toy-gan's recipe); float32 unless bf16 is native (see :func:`_autocast_dtype`); on CUDA
+    generator (the shipped toy-gan's recipe); float32 unless bf16 is native (see :func:`~ganviz.zoo.training.autocast_dtype`); on CUDA
     when available.  Options for longer runs: a lazy R1 penalty on reals (``--r1``, every ``--r1-every`` steps),
     a minibatch-std channel (``--mbstd``) and a 3x3 conv per resolution (``--deep-d``) in the discriminator, and a
     warm start (``--init-from bundled``) whose first ``--d-warmup`` steps train the discriminator only."""
@@ -82,7 +55,7 @@ def train_gan(args) -> nn.Module:
     torch.manual_seed(args.seed)
     G = ToyGenerator(args.z_dim).to(device, memory_format=torch.channels_last)
     D = ToyDiscriminator(mbstd=args.mbstd, deep=args.deep_d).to(device, memory_format=torch.channels_last)
-    _init_generator(G, args.init_from)
+    init_weights(G, "toy-gan", args.init_from)
     G_ema = copy.deepcopy(G).eval()
     lr = args.lr or 2e-4
     opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.0, 0.99))
@@ -91,7 +64,7 @@ def train_gan(args) -> nn.Module:
     run.resume()
     G.train()
     D.train()
-    dtype = _autocast_dtype(device, args.autocast)
+    dtype = autocast_dtype(device, args.autocast)
     print(f"device {device}, autocast {dtype}, r1 {args.r1} every {args.r1_every}, init {args.init_from}")
 
     def body(step: int) -> str:
@@ -129,13 +102,14 @@ def train_gan(args) -> nn.Module:
     return recalibrate_batchnorm(copy.deepcopy(G_ema).float().cpu(), args.z_dim, batches=args.bn_batches)
 
 
-def export_gan_checkpoint(path: Path, z_dim: int = 128) -> nn.Module:
-    """The EMA generator of a GAN checkpoint, with recalibrated BatchNorm statistics."""
+def export_gan_checkpoint(path: Path, z_dim: int = 128, bn_batches: int = 40) -> nn.Module:
+    """The EMA generator of a GAN checkpoint, with BatchNorm statistics recalibrated over ``bn_batches`` x 128
+    samples."""
     state = read_checkpoint(path)
     G = ToyGenerator(z_dim)
     G.load_state_dict(state["G_ema"])
     print(f"exporting the EMA generator of {path} at step {state['step']}")
-    return recalibrate_batchnorm(G, z_dim)
+    return recalibrate_batchnorm(G, z_dim, batches=bn_batches)
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ..checkpoints import read_checkpoint
 from ..toyworld import render_batch
 
-__all__ = ["render_dataset", "batch_indices", "to_input", "Run", "run_loop"]
+__all__ = ["render_dataset", "batch_indices", "to_input", "Run", "run_loop", "autocast_dtype", "init_weights"]
 
 
 def render_dataset(n: int, world_seed: int, workers: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -115,3 +115,30 @@ def run_loop(run: Run, steps: int, every: int, body: Callable[[int], str], log_e
         if run.step % every == 0 or run.step == stop:
             run.save()
     bar.close()
+
+
+def autocast_dtype(device: torch.device, mode: str) -> torch.dtype | None:
+    """bf16 autocast where the hardware computes bf16 natively (CUDA, or CPUs with AVX512-BF16/AMX); float32
+    elsewhere: on a CPU without it, bf16 is emulated and a GAN step takes about twice as long as in float32."""
+    if mode == "off":
+        return None
+    if mode == "bf16" or device.type == "cuda":
+        return torch.bfloat16
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    return torch.bfloat16 if ("avx512_bf16" in flags or "amx_bf16" in flags) else None
+
+
+def init_weights(model: torch.nn.Module, name: str, source: str | None) -> None:
+    """Warm-start ``model`` from the bundled zoo model ``name`` (``source="bundled"``) or a safetensors file."""
+    if not source:
+        return
+    from safetensors.torch import load_file
+
+    from .registry import WEIGHTS_DIR, _read_manifest
+
+    path = WEIGHTS_DIR / _read_manifest(WEIGHTS_DIR)[name]["file"] if source == "bundled" else Path(source)
+    model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+    print(f"{name} initialised from {path}")
