@@ -55,10 +55,7 @@ def dissect_classifier(model: nn.Module, layer: str, data: Any, *,
     (the quantile of the feature map's own values, as in the Network Dissection paper) or ``"upsampled"`` (of
     the upsampled maps the masks are cut from); see :class:`DissectConfig`.
     """
-    config = DissectConfig(n=n, batch_size=batch_size, k=k, quantile=quantile, chunk_size=chunk_size,
-                           sketch_resolution=sketch_resolution, activation_cache_bytes=activation_cache_bytes,
-                           device=device, cache_dir=cache_dir, progress=progress, distributed=distributed,
-                           threshold_on=threshold_on)
+    config = DissectConfig.pick(locals())
     task = Task(model, layer, "classifier", as_source(data), preprocess=preprocess or to_signed,
                 segmenter=segmenter, segmenter_preprocess=segmenter_preprocess or to_signed,
                 concept_names=concept_names)
@@ -90,13 +87,10 @@ def dissect_generator(generator: nn.Module, layer: str, segmenter: Callable[[Ten
     segmenter sees ``segmenter_preprocess(generator(z))`` (default: the output as is).  Other arguments as
     in :func:`dissect_classifier`.
     """
+    config = DissectConfig.pick(locals())
     source = _latent_source(generator, n, z_dim, seed, latents)
     if segmenter is None:
         raise ValueError("dissecting a generator needs a segmenter to label the generated images")
-    config = DissectConfig(n=n, batch_size=batch_size, k=k, quantile=quantile, chunk_size=chunk_size,
-                           sketch_resolution=sketch_resolution, activation_cache_bytes=activation_cache_bytes,
-                           device=device, cache_dir=cache_dir, progress=progress, distributed=distributed,
-                           threshold_on=threshold_on)
     task = Task(generator, layer, "generator", source, preprocess=identity, segmenter=segmenter,
                 segmenter_preprocess=segmenter_preprocess or identity, concept_names=concept_names)
     return run_dissection(task, config)

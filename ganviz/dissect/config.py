@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numbers
 import os
-from dataclasses import dataclass
-from typing import Any, Dict, Optional, Union
+from dataclasses import dataclass, fields
+from typing import Any, Dict, Mapping, Optional, Union
 
 import torch
 
@@ -53,6 +53,11 @@ class DissectConfig:
     progress: bool = True
     distributed: Optional[bool] = None
     threshold_on: str = "raw"
+
+    @classmethod
+    def pick(cls, values: Mapping[str, Any]) -> "DissectConfig":
+        """The config whose fields take their values from ``values`` (e.g. an entry point's ``locals()``)."""
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
 
     def check(self, available: int) -> int:
         """The number of images to dissect out of ``available``; ``ValueError`` for settings that cannot work."""
