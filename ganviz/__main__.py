@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any, Optional, Sequence, Tuple
 
-__all__ = ["main", "build_parser", "add_dissect_parser", "add_app_parser", "load_model"]
+__all__ = ["main", "build_parser", "add_dissect_parser", "add_app_parser", "add_talk_parser", "load_model"]
 
 
 def load_model(spec: str, device: Any = "cpu") -> Tuple[Any, Any]:
@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_dissect_parser(sub)
     add_app_parser(sub)
+    add_talk_parser(sub)
     return parser
 
 
@@ -101,6 +102,30 @@ def add_app_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -
         from .apps import serve
 
         return serve(args.name, args.port, not args.no_browser, args.ip)
+
+    p.set_defaults(func=run)
+    return p
+
+
+def add_talk_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
+    """Register the ``talk`` subcommand: serve the lecture app, or export it as a static HTML slide deck."""
+    p = sub.add_parser("talk", help="open the lecture app on the bundled models (Voila), or --export slides",
+                       description="The talk's sections in order, each with its live widget and measured number.")
+    p.add_argument("--port", type=int, default=8867)
+    p.add_argument("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser window")
+    p.add_argument("--export", metavar="HTML", help="write the talk as one self-contained HTML slide deck (the "
+                   "current pictures and numbers; a few minutes on a CPU) instead of serving it")
+
+    def run(args: argparse.Namespace) -> int:
+        if args.export:
+            from .apps.talk import Talk
+
+            print(f"wrote {Talk().export(args.export)}")
+            return 0
+        from .apps import serve
+
+        return serve("talk", args.port, not args.no_browser, args.ip)
 
     p.set_defaults(func=run)
     return p

@@ -1,4 +1,5 @@
-"""Web apps (Voila notebooks shipped in the package): ``ganviz app`` opens the GAN Paint app."""
+"""Web apps (Voila notebooks shipped in the package): ``ganviz app`` opens the GAN Paint app, ``ganviz talk`` the
+lecture (:mod:`ganviz.apps.talk`)."""
 from __future__ import annotations
 
 import shutil
@@ -7,11 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["APPS", "notebook", "voila_command", "serve", "paint_app"]
+__all__ = ["APPS", "notebook", "voila_command", "serve", "paint_app", "talk_app"]
 
-__all__ = ["APPS", "notebook", "voila_command", "serve", "paint_app"]
-
-APPS = {"paint": Path(__file__).parent / "paint.ipynb"}
+APPS = {"paint": Path(__file__).parent / "paint.ipynb", "talk": Path(__file__).parent / "talk.ipynb"}
 
 
 def notebook(name: str = "paint") -> Path:
@@ -45,6 +44,13 @@ def serve(name: str = "paint", port: int = 8866, open_browser: bool = True, ip: 
         return 0
 
 
+def talk_app() -> Any:
+    """The lecture app: the talk's sections in order, each with its live widget and measured number."""
+    from .talk import Talk
+
+    return Talk().widget
+
+
 def paint_app(seed: int = 0, layer: str | None = None) -> Any:
     """The GAN Paint app on the bundled toy GAN (what the app notebook shows): the paint canvas, and below it the
     inversion view that reconstructs uploaded photos for painting."""
@@ -70,7 +76,8 @@ def paint_app(seed: int = 0, layer: str | None = None) -> Any:
     below = W.HTML("<h3 style='margin:12px 0 4px 0'>Your photo through the GAN</h3>"
                    "<p style='margin:0 0 6px 0'>Target, reconstruction and their difference (bright: what the "
                    "generator could not reproduce). The toy GAN was trained on toy-world scenes, so other photos "
-                   "come out as the nearest toy scene; fine-tuning then makes the reconstruction close.</p>")
+                   "come back in toy-world colours and shapes; fine-tuning then makes the reconstruction close."
+                   "</p>")
     app = W.VBox([title, canvas.widget, below, view.widget])
     app.add_class("ganviz-app")
     app.canvas = canvas  # type: ignore[attr-defined]

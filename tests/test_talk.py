@@ -1,0 +1,73 @@
+"""The lecture app: sections in order, numbers measured in the background, a static deck with every picture."""
+import re
+import threading
+
+import numpy as np
+import pytest
+
+from ganviz.apps.talk import SECTIONS, Section, Talk
+from ganviz.widgets._base import ViewBase
+
+
+class Still(ViewBase):
+    """A view showing one flat colour."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__(background=False)
+        self.value = value
+
+    def render(self) -> np.ndarray:
+        return np.full((64, 64, 3), self.value, np.uint8)
+
+
+def _sections(release: threading.Event):
+    def slow(m):
+        def measure():
+            release.wait(10)
+            return "slow number"
+        return Still(20), measure
+
+    def broken(m):
+        raise ValueError("this section needs a model that is missing")
+
+    return [Section("a", "First", "claim one", lambda m: (Still(10), "number one")),
+            Section("b", "Second", "claim two", slow),
+            Section("c", "Third", "claim three", broken)]
+
+
+def test_sections_show_in_order_with_numbers_measured_in_the_background(tmp_path):
+    release = threading.Event()
+    talk = Talk(_sections(release), models=object())
+    assert "1. First" in talk.heading.value and "number one" in talk.number.value
+    talk.next.click()
+    assert "2. Second" in talk.heading.value and "measuring" in talk.number.value  # the widget did not block
+    release.set()
+    assert talk.measured(1, timeout=10) == "slow number"
+    talk.show(1)
+    assert "slow number" in talk.number.value
+    talk.next.click()  # a section that fails says why; the talk goes on
+    assert "model that is missing" in talk.number.value and talk.body.children == ()
+    talk.prev.click()
+    assert talk.menu.value == 1
+
+
+def test_export_writes_one_slide_per_section_with_its_picture(tmp_path):
+    release = threading.Event()
+    release.set()
+    talk = Talk(_sections(release)[:2], models=object())
+    deck = talk.export(tmp_path / "deck.html").read_text()
+    assert deck.count("<section>") == 2 and deck.count("data:image/png;base64,") == 2
+    assert "claim two" in deck and "slow number" in deck
+
+
+@pytest.mark.slow
+@pytest.mark.bundled
+def test_the_whole_talk_on_the_bundled_models(tmp_path):
+    talk = Talk()
+    deck = talk.export(tmp_path / "deck.html").read_text()
+    assert deck.count("<section>") == len(SECTIONS) >= 10
+    assert deck.count("data:image/png;base64,") == len(SECTIONS)
+    numbers = re.findall(r"<b>Measured:</b> (.*?)</p>", deck)
+    assert len(numbers) == len(SECTIONS) and all(re.search(r"\d", n) for n in numbers[:9]), numbers
+    assert re.search(r"\d+ of 192 conv5_3 units match a concept", deck)
+    assert re.search(r"a stroke is redrawn in \d+ ms", deck)
