@@ -124,17 +124,21 @@ def test_gan_warm_start_then_checkpoint_ranking(tmp_path):
     assert rows[0]["bars_passed"] >= rows[1]["bars_passed"]
 
 
-def test_shipped_gan_dissection_belongs_to_the_shipped_weights(monkeypatch, tmp_path):
+@pytest.mark.parametrize("name,layer,units", [("toy-gan", "layer4", 256), ("toy-classifier", "conv5_3", 192)])
+def test_shipped_dissections_belong_to_the_shipped_weights(monkeypatch, name, layer, units):
     """``dissection()`` returns the shipped file (no computing) - so it must be re-exported with new weights."""
     from ganviz.cache import weights_hash
     from ganviz.zoo import dissections
 
-    generator, _ = zoo.load("toy-gan")
-    shipped = dissections.shipped_path("toy-gan", "layer4")
-    assert shipped.exists(), "run: python -m ganviz.zoo.dissections toy-gan --layer layer4"
+    model, _ = zoo.load(name)
+    shipped = dissections.shipped_path(name, layer)
+    assert shipped.exists(), f"run: python -m ganviz.zoo.dissections {name} --layer {layer}"
     monkeypatch.setattr(dissections, "_compute", lambda *a, **k: pytest.fail("computed instead of loading"))
-    result = zoo.dissection("toy-gan", "layer4", generator)
-    assert result.model_hash == weights_hash(generator) and result.num_units == 256
+    result = zoo.dissection(name, layer, model)
+    assert result.model_hash == weights_hash(model) and result.num_units == units
+    if name != "toy-gan":
+        return
+    generator = model
     with pytest.raises(KeyError, match="no layer 'layer9'"):
         zoo.dissection("toy-gan", "layer9", generator)
 
