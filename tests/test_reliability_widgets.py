@@ -1,4 +1,5 @@
 """Widgets under repeated use: rebuilt rows are closed, bad unit indices get clear errors."""
+import numpy as np
 import pytest
 from ipywidgets.widgets import widget as widget_module
 
@@ -51,3 +52,15 @@ def test_an_interrupted_computation_leaves_the_view_idle_and_the_next_event_comp
     assert "interrupted" in view.status.value and isinstance(view.last_error, KeyboardInterrupt)
     view.image_index.value = 2
     assert view.wait(30) and "image 2: Grad-CAM" in view.status.value
+
+
+def test_pictures_without_content_are_hidden_not_broken_icons(panel):
+    from ganviz.widgets.inversion import InversionView
+    from ganviz.inversion import Inverter
+    from _factories import generator
+
+    assert panel.curve.value == b"" and panel.curve.layout.display == "none"  # before a curve is measured
+    panel.curve.value = b"\x89PNG fake"
+    assert panel.curve.layout.display is None
+    view = InversionView(Inverter(generator(), steps=1), target=np.zeros((64, 64, 3), np.uint8), background=False)
+    assert view.plot.value[:4] == b"\x89PNG" and view.plot.layout.display is None  # a starting image: empty plot

@@ -25,7 +25,7 @@ from PIL import Image
 from ..imaging import png_bytes
 from .coalesce import Latest
 
-__all__ = ["ViewBase", "ViewState", "image_widget", "css", "uploaded_file", "enable_colab_widgets", "close_tree"]
+__all__ = ["ViewBase", "ViewState", "image_widget", "hidden_until_set", "css", "uploaded_file", "enable_colab_widgets", "close_tree"]
 
 _colab_enabled: bool | None = None
 """None until a widget is built on Colab; then whether its custom widget manager could be switched on."""
@@ -164,12 +164,24 @@ class ViewBase:
 
 
 def image_widget(image: np.ndarray | None = None, width: int = 192) -> W.Image:
-    """An image widget showing an (H,W,3) uint8 array as PNG bytes, scaled crisply in the browser."""
-    w = W.Image(format="png", layout=W.Layout(width=f"{width}px", height="auto"))
+    """An image widget showing an (H,W,3) uint8 array as PNG bytes, scaled crisply in the browser (hidden while it
+    has no picture)."""
+    w = hidden_until_set(W.Image(format="png", layout=W.Layout(width=f"{width}px", height="auto")))
     w.add_class("ganviz-pixelated")
     if image is not None:
         w.value = png_bytes(image)
     return w
+
+
+def hidden_until_set(image: W.Image) -> W.Image:
+    """Hide an image widget while its value is empty: an empty image shows the browser's broken-image icon."""
+
+    def follow(change: Mapping[str, Any]) -> None:
+        image.layout.display = None if change["new"] else "none"
+
+    follow({"new": image.value})
+    image.observe(follow, names="value")
+    return image
 
 
 def css(*pairs: Any) -> None:

@@ -20,7 +20,7 @@ from ..imaging import load_image, png_bytes, upscale
 from ..plumbing import model_device
 from ..trace import get_module, retain
 from ..charts import figure_array, figure_png
-from ._base import ViewBase, ViewState, close_tree, css, image_widget
+from ._base import ViewBase, ViewState, close_tree, css, image_widget, hidden_until_set
 
 __all__ = ["AblationPanel", "AblationState"]
 
@@ -100,7 +100,7 @@ class AblationPanel(ViewBase):
         self.class_button = W.Button(description="Accuracy with units removed", layout=W.Layout(width="auto"))
         self.curve_button = W.Button(description="Sparsity curve")
         self.class_view = W.HTML()
-        self.curve = W.Image(format="png", layout=W.Layout(align_self="flex-start"))
+        self.curve = hidden_until_set(W.Image(format="png", layout=W.Layout(align_self="flex-start")))
         left = W.VBox([self.image_index, self.upload, self.picture])
         right = W.VBox([self.bars, W.HBox([self.unit_text, self.add_button]), self.sliders,
                         W.HBox([self.flip_button, self.reset_button])])

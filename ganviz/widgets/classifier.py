@@ -22,7 +22,7 @@ from ..imaging import heatmap_overlay, make_grid, png_bytes, upscale
 from ..trace import get_module
 from ..charts import figure_array, figure_png
 from ..unitviz import plot_unit_detail, unit_top_images
-from ._base import ViewBase, ViewState, css, image_widget
+from ._base import ViewBase, ViewState, css, image_widget, hidden_until_set
 
 __all__ = ["TopActivationGrid", "DissectionSummary", "GradCamView", "GridState", "SummaryState", "GradCamState",
            "ALL"]
@@ -105,10 +105,8 @@ class TopActivationGrid(ViewBase):
         self.unit = W.Dropdown(options=[], description="Unit")
         self.rows = W.VBox()
         self.detail_images_w = image_widget(width=6 * 64 * self.zoom // 2)
-        self.detail_plot = W.Image(format="png", layout=W.Layout(align_self="flex-start"))
+        self.detail_plot = hidden_until_set(W.Image(format="png", layout=W.Layout(align_self="flex-start")))
         self.detail_title = W.HTML()
-        for w in (self.detail_images_w, self.detail_plot):
-            w.layout.display = "none"      # no broken-image icons before a unit is selected
         controls = W.HBox([self.sort, self.concept, self.min_iou], layout=W.Layout(flex_flow="row wrap"))
         detail = W.VBox([self.unit, self.detail_title, self.detail_images_w, self.detail_plot])
         self.widget = W.VBox([controls, self.page, self.rows, W.HTML("<hr>"), detail, self.status])
@@ -184,7 +182,6 @@ class TopActivationGrid(ViewBase):
         grid = upscale(make_grid(tiles, cols=min(8, len(tiles)), pad=1), self.zoom)
         self.detail_images_w.value = png_bytes(grid)
         self.detail_images_w.layout.width = f"{grid.shape[1]}px"
-        self.detail_images_w.layout.display = self.detail_plot.layout.display = None
         lab = self.result.label(unit)
         others = ", ".join(f"{c} {v:.2f}" for c, v in lab.runners_up)
         self.detail_title.value = (f"<b>unit {unit}</b>: {html.escape(lab.describe(digits=3))}; "
@@ -216,7 +213,7 @@ class DissectionSummary(ViewBase):
                                      continuous_update=False)
         self.sort = W.Dropdown(options=[("IoU", "iou"), ("unit", "unit"), ("concept", "concept")], value="iou",
                                description="Sort by")
-        self.chart = W.Image(format="png", layout=W.Layout(align_self="flex-start"))
+        self.chart = hidden_until_set(W.Image(format="png", layout=W.Layout(align_self="flex-start")))
         self.table = W.HTML(layout=W.Layout(max_height="360px", overflow="auto"))
         self.widget = W.VBox([W.HBox([self.min_iou, self.sort]), self.chart, self.table, self.status])
         css(self.widget, "summary", self.chart, "summary-chart", self.table, "summary-table")

@@ -18,7 +18,7 @@ from ..dissect import DissectionResult
 from ..generator_units import MIN_PIXELS, GeneratorProbe
 from ..imaging import highlight_region, make_grid, png_bytes, to_uint8, upscale
 from ..trace import Scale
-from ._base import ViewBase, ViewState, close_tree, css
+from ._base import ViewBase, ViewState, close_tree, css, hidden_until_set
 
 __all__ = ["UnitSwitchboard", "WhereCanItGo", "ConceptState", "SwitchboardState", "RANKINGS"]
 
@@ -96,7 +96,7 @@ class UnitSwitchboard(ViewBase):
         self.ranking = W.ToggleButtons(options=RANKINGS, value="iou", description="Rank")
         self.all_off = W.Button(description="All off")
         self.all_on = W.Button(description="All on")
-        self.grid = W.Image(format="png", layout=W.Layout(width="auto"))
+        self.grid = hidden_until_set(W.Image(format="png", layout=W.Layout(width="auto")))
         self.grid.add_class("ganviz-pixelated")
         self.readout = W.HTML()
         self.switches = W.VBox(layout=W.Layout(max_height="520px", overflow="auto", min_width="330px"))
@@ -217,7 +217,7 @@ class WhereCanItGo(ViewBase):
         self.concept = W.Dropdown(options=list(result.concept_names), value=concept, description="Concept")
         self.seed = W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="Seed",
                                      layout=W.Layout(width="170px"))
-        self.picture = W.Image(format="png", layout=W.Layout(width="auto"))
+        self.picture = hidden_until_set(W.Image(format="png", layout=W.Layout(width="auto")))
         self.picture.add_class("ganviz-pixelated")
         self.readout = W.HTML()
         self.widget = W.VBox([W.HBox([self.concept, self.seed]), self.picture, self.readout, self.status])

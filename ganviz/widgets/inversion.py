@@ -20,7 +20,7 @@ from ..charts import figure, figure_png
 from ..imaging import diff_heatmap, load_photo, make_grid, png_bytes, to_uint8, upscale
 from ..inversion import InversionResult, Inverter
 from ..omission import missing_concepts
-from ._base import ViewBase, ViewState, css, image_widget
+from ._base import ViewBase, ViewState, css, image_widget, hidden_until_set
 
 __all__ = ["InversionView", "InversionGrid", "InversionState", "loss_curve", "PROGRESS_INTERVAL"]
 
@@ -92,12 +92,12 @@ class InversionView(ViewBase):
         self.watch_upload(self.upload, self._take_upload)
         self.run_button.on_click(self.guard(lambda b: self.run()))
         self.stop_button.on_click(self.guard(lambda b: self.stop()))
+        self.plot.value = loss_curve([], inverter.total_steps)  # empty axes until an inversion runs
         if target is not None:
             self.set_target(target)
         else:  # blank pictures until an upload (an empty image widget shows a broken-image icon)
             blank = png_bytes(np.full((self.size, self.size, 3), 235, np.uint8))
             self.target_image.value = self.recon_image.value = self.diff_image.value = blank
-            self.plot.value = loss_curve([], inverter.total_steps)
             self.say("upload an image (PNG or JPEG) to see what the generator can reproduce of it")
 
     def _build(self, width: int) -> None:
@@ -105,7 +105,7 @@ class InversionView(ViewBase):
         self.target_image = image_widget(width=width)
         self.recon_image = image_widget(width=width)
         self.diff_image = image_widget(width=width)
-        self.plot = W.Image(format="png", layout=W.Layout(width="256px"))
+        self.plot = hidden_until_set(W.Image(format="png", layout=W.Layout(width="256px")))
         self.progress = W.IntProgress(value=0, min=0, max=max(inverter.total_steps, 1), description="Steps")
         self.upload = W.FileUpload(accept="image/png,image/jpeg", multiple=False, description="Upload image")
         self.finetune = W.Checkbox(value=inverter.finetune_steps > 0, description="Fine-tune generator",
