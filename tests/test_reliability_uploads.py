@@ -1,4 +1,5 @@
 """Uploads: only PNG and JPEG are decoded; what is converted is said; pictures come out the right way up."""
+import datetime
 import io
 
 import numpy as np
@@ -41,3 +42,18 @@ def test_an_animated_png_uses_its_first_frame_and_says_so():
     frames[0].save(buf, "PNG", save_all=True, append_images=frames[1:])
     out, note = load_photo(buf.getvalue())
     assert "first of 2 frames" in note and abs(int(out.mean()) - 10) <= 1
+
+
+def test_uploading_the_same_file_twice_is_handled_twice():
+    import ipywidgets as W
+
+    from ganviz.widgets._base import ViewBase
+
+    view, seen = ViewBase(background=False), []
+    upload = W.FileUpload()
+    view.watch_upload(upload, lambda data, name: seen.append((data, name)))
+    photo = encode(Image.fromarray(np.zeros((16, 16, 3), np.uint8)), "PNG")
+    for _ in range(2):
+        upload.value = ({"name": "a.png", "type": "image/png", "size": len(photo), "last_modified": datetime.datetime(2026, 1, 1),
+                         "content": memoryview(photo)},)
+    assert seen == [(photo, "a.png"), (photo, "a.png")] and upload.value == ()

@@ -138,8 +138,12 @@ class ViewBase:
 
         def changed(change: Mapping[str, Any]) -> None:
             file = uploaded_file(change["new"])
-            if file is not None:
+            if file is None:
+                return
+            try:
                 handle(*file)
+            finally:
+                upload.value = ()  # so that uploading the same file again is a change, and is handled again
 
         upload.observe(self.guard(changed), names="value")
 
