@@ -23,7 +23,7 @@ FLOORS = {
     1: ["plumbing", "preprocessing", "progress", "trace", "edits", "layouts", "stats", "cache", "checkpoints",
         "toyworld", "conceptmaps", "basis", "charts", "hooks"],
     2: ["dissect", "ablation", "gradcam", "imaging", "metrics", "models", "zoo.arch", "sae", "directions"],
-    3: ["generator_units", "paint", "inversion", "omission", "unitviz", "adapters"],
+    3: ["generator_units", "paint", "inversion", "omission", "unitviz", "adapters", "label_checks"],
     4: ["widgets", "zoo", "formats", "hf", "fid_score"],
     5: ["apps", "__main__", ""],  # "" is the facade, ganviz/__init__.py
 }

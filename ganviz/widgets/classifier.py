@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import html
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import ipywidgets as W
 import numpy as np
@@ -206,9 +206,11 @@ class SummaryState(ViewState):
 class DissectionSummary(ViewBase):
     """Units per concept for a layer (bar chart) and a sortable table of every unit's label."""
 
-    def __init__(self, result: DissectionResult, min_iou: float = 0.04, background: bool = True) -> None:
+    def __init__(self, result: DissectionResult, min_iou: float = 0.04, background: bool = True, *,
+                 checks: Mapping[int, Any] | None = None) -> None:
         super().__init__(background)
         self.result = result
+        self.checks = dict(checks or {})  # unit -> a causal check (ganviz.label_checks): a "when off" column
         self.min_iou = W.FloatSlider(value=min_iou, min=0.0, max=0.3, step=0.01, description="Min IoU",
                                      continuous_update=False)
         self.sort = W.Dropdown(options=[("IoU", "iou"), ("unit", "unit"), ("concept", "concept")], value="iou",
@@ -232,9 +234,15 @@ class DissectionSummary(ViewBase):
     def _update(self) -> None:
         self._fig = self.result.plot_concept_counts(self.min_iou.value)
         self.chart.value = figure_png(self._fig)
-        body = "".join(f"<tr><td>{u}</td><td>{html.escape(c)}</td><td>{v:.3f}</td></tr>" for u, c, v in self.rows())
-        self.table.value = ("<table class='ganviz-table'><tr><th>unit</th><th>concept</th><th>IoU</th></tr>"
-                            f"{body}</table>")
+        def check(u: int) -> str:
+            return f"<td>{html.escape(self.checks[u].text())}</td>" if u in self.checks else "<td></td>"
+
+        extra = check if self.checks else (lambda u: "")
+        body = "".join(f"<tr><td>{u}</td><td>{html.escape(c)}</td><td>{v:.3f}</td>{extra(u)}</tr>"
+                       for u, c, v in self.rows())
+        head = "<th>when off</th>" if self.checks else ""
+        self.table.value = ("<table class='ganviz-table'><tr><th>unit</th><th>concept</th><th>IoU</th>"
+                            f"{head}</tr>{body}</table>")
         self.say(f"{len(self.rows())} of {self.result.num_units} units reach IoU {self.min_iou.value:.2f}")
 
     def render(self) -> np.ndarray:
