@@ -19,7 +19,7 @@ from .plumbing import eval_mode, model_device
 from .dissect import DissectionResult
 from .imaging import to_uint8
 from .inversion import InversionResult, reconstruct
-from .edits import Compose, SetLevel
+from .edits import Compose, Replace, SetLevel
 from .trace import Trace, get_module
 
 __all__ = ["STRENGTHS", "MODES", "brush_mask", "Stroke", "Painter"]
@@ -134,6 +134,7 @@ class Painter:
         self.z = self._check_z(z)
         self.inversion: Optional[InversionResult] = None
         self._original: Optional[np.ndarray] = None
+        self._fold: Tuple[List[Stroke], Optional[Tensor], Optional[Tensor]] = ([], None, None)
 
     # -- concepts and units -------------------------------------------------------------------------------------
     def concepts(self, min_iou: float = 0.04) -> List[str]:
@@ -223,20 +224,40 @@ class Painter:
         self._redo.clear()
 
     # -- rendering ----------------------------------------------------------------------------------------------
+    def _stroke_edit(self, s: Stroke) -> SetLevel:
+        units = self.units(s.concept, s.strength)
+        levels = self.levels[units] if s.mode == "draw" else torch.zeros(len(units))
+        return SetLevel(units, levels.to(self.device), torch.as_tensor(s.mask, device=self.device))
+
     def edit(self, strokes: Optional[Sequence[Stroke]] = None) -> Optional[Compose]:
-        """The layer edit of ``strokes`` (default: the current ones); None when there are none."""
-        strokes = self.strokes if strokes is None else strokes
-        edits = []
-        for s in strokes:
-            units = self.units(s.concept, s.strength)
-            levels = self.levels[units] if s.mode == "draw" else torch.zeros(len(units))
-            edits.append(SetLevel(units, levels.to(self.device), torch.as_tensor(s.mask, device=self.device)))
+        """The layer edit of ``strokes`` (default: the current ones), one ``SetLevel`` per stroke; None when there
+        are none."""
+        edits = [self._stroke_edit(s) for s in (self.strokes if strokes is None else strokes)]
         return Compose(*edits) if edits else None
+
+    def folded_edit(self, strokes: Optional[Sequence[Stroke]] = None) -> Optional[Replace]:
+        """:meth:`edit` folded into one affine map of the layer's output, ``out * keep + written`` (every
+        ``SetLevel`` is affine, so their composition is too): the cost of a redraw does not grow with the number of
+        strokes.  Extending the previous strokes by new ones folds only the new ones."""
+        strokes = list(self.strokes if strokes is None else strokes)
+        done, keep, written = self._fold
+        if len(done) > len(strokes) or any(a is not b for a, b in zip(done, strokes)):
+            done, keep, written = [], None, None  # not an extension (undo, reset, another list): fold again
+        shape = (1, self.result.num_units, *self.result.activation_size)
+        for s in strokes[len(done):]:
+            e = self._stroke_edit(s)
+            zero = e.apply(torch.zeros(shape, device=self.device))
+            one = e.apply(torch.ones(shape, device=self.device))
+            keep, written = (one - zero, zero) if keep is None else (keep * (one - zero), written * (one - zero) + zero)
+        self._fold = (strokes, keep, written)
+        if keep is None:
+            return None
+        return Replace(lambda out, k=keep, w=written: (out * k + w).to(out.dtype))
 
     @torch.no_grad()
     def generate(self, strokes: Optional[Sequence[Stroke]] = None) -> Tensor:
         """The generator's raw output for the current latent with ``strokes`` applied."""
-        edit = self.edit(strokes)
+        edit = self.folded_edit(strokes)
         if self.inversion is not None:
             return reconstruct(self.generator, self.inversion, None if edit is None else {self.layer: edit})
         with eval_mode(self.generator), Trace(self.generator, [], retain_output=False,

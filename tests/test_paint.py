@@ -116,3 +116,29 @@ def test_probe_measures_removal_ranking_and_insertion(gen, result):
     assert m.rate_in("wall") == 1.0 and m.trials_in("wall") == 32
     assert m.rate_in("sky") == 0.0 and m.trials_in("sky") == 32
     assert count_hooks(gen) == 0
+
+
+@pytest.mark.bundled
+def test_folded_strokes_equal_the_composed_edits_and_redraws_stay_flat():
+    import time
+
+    from ganviz.trace import Trace
+
+    generator, _ = ganviz.load("toy-gan")
+    result = ganviz.zoo.dissection("toy-gan", "layer4", generator, progress=False)
+    painter = Painter(generator, "layer4", result, torch.randn(1, 128, generator=torch.Generator().manual_seed(4)))
+    concepts = painter.concepts()
+    times = []
+    for i in range(60):
+        painter.paint(concepts[i % len(concepts)], [(i % 50, 10 + i % 40), (10 + i % 50, 20 + i % 40)],
+                      mode="remove" if i % 3 == 0 else "draw", strength="high", radius=5)
+        t = time.perf_counter()
+        painter.image()
+        times.append(time.perf_counter() - t)
+    with torch.no_grad(), Trace(generator, [], edit={"layer4": painter.edit()}) as tr:
+        composed = tr.run(painter.z)
+    assert (painter.generate() - composed).abs().max() <= 1e-5
+    assert np.median(times[-10:]) < 2 * np.median(times[:10]) + 0.005  # redraw cost does not grow with strokes
+    painter.undo()
+    with torch.no_grad(), Trace(generator, [], edit={"layer4": painter.edit()}) as tr:
+        assert (painter.generate() - tr.run(painter.z)).abs().max() <= 1e-5  # after an undo, folded again
