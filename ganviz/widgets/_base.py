@@ -105,7 +105,7 @@ class ViewBase:
         bundle["text/plain"] = f"{type(self).__name__} (an interactive ganviz view: run the cell to use it)"
         try:
             self.wait(10)
-            bundle["image/png"] = png_bytes(self.render())
+            bundle["image/png"] = png_bytes(_at_most(self.render(), STATIC_MAX_WIDTH))
         except Exception:  # noqa: BLE001 - a view that cannot draw itself yet still shows the live widget
             pass
         return bundle
@@ -165,6 +165,18 @@ class ViewBase:
         path = Path(path)
         Image.fromarray(self.render()).save(path, format="PNG")
         return path
+
+
+STATIC_MAX_WIDTH = 800
+"""Widest static picture a view puts in a notebook (wider views are scaled down, keeping saved notebooks small)."""
+
+
+def _at_most(image: np.ndarray, width: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    if w <= width:
+        return image
+    size = (width, max(1, round(h * width / w)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
 
 
 def image_widget(image: np.ndarray | None = None, width: int = 192) -> W.Image:
