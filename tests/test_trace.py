@@ -485,6 +485,27 @@ def test_copies_made_during_a_trace_carry_no_hooks(model: Net, x: torch.Tensor) 
     assert torch.equal(clone(x), model(x)) and not torch.equal(clone(x), edited)
 
 
+def test_copies_made_while_another_thread_traces_carry_no_hooks(model: Net, x: torch.Tensor) -> None:
+    import copy
+    import threading
+
+    stop = threading.Event()
+
+    def trace_in_a_loop() -> None:
+        while not stop.is_set():
+            with Trace(model, ["stem", "block.1"], edit={"stem": Ablate([0])}) as tr:
+                tr.run(x)
+
+    worker = threading.Thread(target=trace_in_a_loop)
+    worker.start()
+    try:
+        copies = [copy.deepcopy(model) for _ in range(60)]
+    finally:
+        stop.set()
+        worker.join()
+    assert sum(count_hooks(c) for c in copies) == 0 and count_hooks(model) == 0
+
+
 def test_count_hooks_counts(model: Net) -> None:
     h1 = model.block[0].register_forward_hook(lambda *a: None)
     h2 = model.stem.register_forward_pre_hook(lambda *a: None)
