@@ -191,7 +191,7 @@ def _switch_off(concept: str, n_units: int, candidates: int) -> Callable[[Models
         from ..widgets import UnitSwitchboard
         from ..zoo.evaluate import WATERMARK_MIN_SHARE
 
-        board = UnitSwitchboard(m.generator, m.segmenter, m.gan_result, concept=concept, samples=6, seed=5,
+        board = UnitSwitchboard(m.generator, m.segmenter, m.gan_result, concept=concept, samples=4, seed=5, zoom=4,
                                 n_units=n_units)
 
         def measure() -> str:
@@ -217,7 +217,7 @@ def _doors(m: Models) -> Built:
         return 0.08 < m.probe.area("wall", z)[0] < 0.3 and m.probe.area("grass", z)[0] > 0.25
 
     house = next((s for s in range(200) if house_on_grass(s)), 0)
-    view = WhereCanItGo(m.generator, m.segmenter, m.gan_result, concept="door", seed=house)
+    view = WhereCanItGo(m.generator, m.segmenter, m.gan_result, concept="door", seed=house, zoom=4)
 
     def measure() -> str:
         insertion = m.probe.insertion_map("door", m.latents(303, 6), n_units=20, level_quantile=0.995, cells=3)
@@ -374,8 +374,8 @@ class Talk:
         return path
 
 
-_SLIDE = """<section><h2>{n}. {title}</h2><p class="claim">{claim}</p><img alt="{title}" src="data:image/png;base64,{img}">
-<p class="number"><b>Measured:</b> {number}</p></section>"""
+_SLIDE = """<section><h2>{n}. {title}</h2><p class="claim">{claim}</p>
+<img alt="{title}" src="data:image/png;base64,{img}"><p class="number"><b>Measured:</b> {number}</p></section>"""
 
 _DECK = """<!doctype html><html><head><meta charset="utf-8"><title>ganviz: looking inside vision networks</title>
 <style>body{{font-family:sans-serif;margin:0;background:#fafafa}} section{{display:none;padding:2vh 4vw}}
