@@ -1,5 +1,6 @@
 """No saved widget state in the shipped notebooks (tools/strip_notebooks.py removes it, keeping what nbval compares)."""
 import importlib.util
+import re
 import json
 from pathlib import Path
 
@@ -44,3 +45,24 @@ def test_stripping_keeps_the_outputs_nbval_compares():
     assert out["cells"][0]["outputs"] == [{"output_type": "stream", "name": "stdout", "text": "1\n"},
                                           {"output_type": "display_data", "metadata": {},
                                            "data": {"text/plain": "VBox(...)"}}]
+
+
+REPR = re.compile(r"<Figure size|VBox\(|HBox\(|Image\(value=b|Error displaying widget")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_saved_outputs_show_pictures_not_reprs(path):
+    """Opened without a kernel (GitHub, nbviewer), a notebook shows its saved outputs: pictures, not reprs."""
+    import base64
+
+    for i, cell in enumerate(json.loads(path.read_text(encoding="utf-8"))["cells"]):
+        for out in cell.get("outputs", []):
+            assert out.get("output_type") != "error", f"cell {i} saved an error"
+            data = out.get("data", {})
+            text = "".join(data.get("text/plain", []))
+            if "image/png" in data:
+                assert base64.b64decode(data["image/png"])[:8] == b"\x89PNG\r\n\x1a\n", f"cell {i}: broken PNG"
+            elif "image/jpeg" in data:
+                assert base64.b64decode(data["image/jpeg"])[:2] == b"\xff\xd8", f"cell {i}: broken JPEG"
+            else:
+                assert not REPR.search(text), f"cell {i} shows a repr instead of a picture: {text[:80]}"

@@ -11,6 +11,7 @@ observable view state, Colab's widget manager switched on where a widget is buil
 from __future__ import annotations
 
 import html
+import io
 import sys
 import traceback
 from collections.abc import Mapping
@@ -25,7 +26,8 @@ from PIL import Image
 from ..imaging import png_bytes
 from .coalesce import Latest
 
-__all__ = ["ViewBase", "ViewState", "image_widget", "hidden_until_set", "css", "uploaded_file", "enable_colab_widgets", "close_tree"]
+__all__ = ["ViewBase", "ViewState", "image_widget", "hidden_until_set", "static_picture", "css", "uploaded_file",
+           "enable_colab_widgets", "close_tree"]
 
 _colab_enabled: bool | None = None
 """None until a widget is built on Colab; then whether its custom widget manager could be switched on."""
@@ -105,7 +107,7 @@ class ViewBase:
         bundle["text/plain"] = f"{type(self).__name__} (an interactive ganviz view: run the cell to use it)"
         try:
             self.wait(10)
-            bundle["image/png"] = png_bytes(_at_most(self.render(), STATIC_MAX_WIDTH))
+            bundle.update(static_picture(self.render()))
         except Exception:  # noqa: BLE001 - a view that cannot draw itself yet still shows the live widget
             pass
         return bundle
@@ -167,16 +169,26 @@ class ViewBase:
         return path
 
 
-STATIC_MAX_WIDTH = 800
-"""Widest static picture a view puts in a notebook (wider views are scaled down, keeping saved notebooks small)."""
+STATIC_MAX_SIZE = (800, 600)
+"""Largest static picture (width, height) a view puts in a notebook; larger views are scaled down."""
+STATIC_MAX_PNG = 120_000
+"""Bytes above which the static picture is stored as JPEG instead of PNG (saved notebooks stay small)."""
 
 
-def _at_most(image: np.ndarray, width: int) -> np.ndarray:
+def static_picture(image: np.ndarray) -> dict[str, bytes]:
+    """A view's picture for a notebook's saved output: ``{"image/png": ...}``, or ``{"image/jpeg": ...}`` when
+    the PNG would be large (photo-like grids), scaled down to fit :data:`STATIC_MAX_SIZE`."""
     h, w = image.shape[:2]
-    if w <= width:
-        return image
-    size = (width, max(1, round(h * width / w)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
+    scale = min(1.0, STATIC_MAX_SIZE[0] / w, STATIC_MAX_SIZE[1] / h)
+    picture = Image.fromarray(image)
+    if scale < 1:
+        picture = picture.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.LANCZOS)
+    png = png_bytes(np.asarray(picture))
+    if len(png) <= STATIC_MAX_PNG:
+        return {"image/png": png}
+    buf = io.BytesIO()
+    picture.convert("RGB").save(buf, format="JPEG", quality=85)
+    return {"image/jpeg": buf.getvalue()}
 
 
 def image_widget(image: np.ndarray | None = None, width: int = 192) -> W.Image:
