@@ -127,6 +127,10 @@ class _Loop:
 def _loss_fn(target: Tensor, feature_loss: Optional[Callable[[Tensor, Tensor], Tensor]],
              feature_weight: float) -> Callable[[Tensor], Tensor]:
     def loss_of(image: Tensor) -> Tensor:
+        if image.shape[1:] != target.shape[1:]:
+            raise ValueError(f"the target is {tuple(target.shape[1:])} but the generator makes "
+                             f"{tuple(image.shape[1:])} images; pass a uint8 (H, W, 3) photo to have it cropped "
+                             "and resized")
         loss = F.mse_loss(image.float(), target)
         if feature_loss is not None:
             loss = loss + feature_weight * feature_loss(image, target)
@@ -321,15 +325,14 @@ class Inverter:
 
     def as_target(self, photo: Union[np.ndarray, Tensor]) -> Tensor:
         """A uint8 ``(H, W, 3)`` photo of any size -> ``(1, 3, R, R)`` in the output range, centre-cropped and resized
-        to the generator's resolution R; a tensor must already be ``(1, 3, R, R)`` or ``(3, R, R)``."""
-        r = self.resolution
+        to the generator's resolution R; a tensor must already be one image of the generator's size."""
         if isinstance(photo, np.ndarray):
-            return from_uint8(fit_photo(photo, r)[0], self.output_range)[None]
-        target = torch.as_tensor(photo)
-        if tuple(target.shape[-3:]) != (3, r, r) or target.ndim not in (3, 4) or target.numel() != 3 * r * r:
-            raise ValueError(f"expected a (1, 3, {r}, {r}) image tensor in the generator's output range, got shape "
+            return from_uint8(fit_photo(photo, self.resolution)[0], self.output_range)[None]
+        target = torch.as_tensor(photo)  # its size is checked against the generator's images at the first step
+        if target.ndim not in (3, 4) or (target.ndim == 4 and len(target) != 1):
+            raise ValueError(f"expected one image tensor (1, C, H, W) in the generator's output range, got shape "
                              f"{tuple(target.shape)} (pass a uint8 (H, W, 3) photo to have it cropped and resized)")
-        return target.reshape(1, 3, r, r)
+        return target.reshape(1, *target.shape[-3:])
 
     def __call__(self, photo: Union[np.ndarray, Tensor], *, stop: Optional[Callable[[], bool]] = None,
                  callback: Optional[Callable[[int, float, Tensor], None]] = None) -> InversionResult:

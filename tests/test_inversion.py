@@ -174,8 +174,10 @@ def test_inverter_runs_every_phase_on_a_uint8_photo_and_refuses_bad_settings():
         inv(photo.astype(float))
     big = np.zeros((3000, 2000, 3), np.uint8)  # a camera-sized photo is cropped and resized, not compared as is
     assert inv.as_target(big).shape == (1, 3, 4, 4)
-    with pytest.raises(ValueError, match=r"\(1, 3, 4, 4\) image tensor"):
+    with pytest.raises(ValueError, match=r"the target is \(3, 8, 8\) but the generator makes \(3, 4, 4\)"):
         inv(torch.zeros(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="one image tensor"):
+        inv(torch.zeros(2, 3, 4, 4))
     with pytest.raises(ValueError, match="at most 1,000 pixels"):
         fit_photo(big, 4, max_pixels=1000)
     with pytest.raises(ValueError, match="layer="):
