@@ -15,6 +15,9 @@ unchanged tools inside :func:`ganviz.basis.with_basis`:
   >= 80% of the samples that had it (the criteria of tests/test_gan_findings.py), features ranked by their
   gradient x activation attribution to the concept's segmented area (one backward pass instead of one generation
   per candidate), counts found by doubling then bisection over that ranking, measured with the segmenter;
+* (GAN) door insertion as GAN Dissection does it: the 20 door features with the highest IoU (only those reaching
+  IoU >= 0.04) switched on at their 0.995-quantile level in a 3x3 block of ``layer4``, at every position of
+  ``--door-latents`` samples; the share of trials in a wall (and in the sky) where door pixels appear;
 * (classifier) the hat flip: the top 1, 2 and 3 hat features by IoU removed from correctly classified baseball
   fields (how many flip, and to which classes); a greedy search as ``ganviz.find_flip`` does (up to 3 features per
   field, each the one that lowers the baseball probability most) limited to the 20 features with the highest hat
@@ -53,6 +56,7 @@ MIN_IOU = 0.04
 TREE_DROP = 0.70
 WATERMARK_GONE = 0.80
 BASES = ("units", "SAE features", "concept directions")
+DOOR_FEATURES, DOOR_CELLS, DOOR_QUANTILE = 20, 3, 0.995
 
 
 def log(msg: str) -> None:
@@ -248,6 +252,24 @@ def removal(probe: GeneratorProbe, layer: str, segmenter: Any, sets: Dict, limit
     return found
 
 
+def doors(probe: GeneratorProbe, n: int) -> Dict[str, Any]:
+    """Door insertion with the top door features by IoU, in walls and in the sky."""
+    z = torch.randn(n, 128, generator=torch.Generator().manual_seed(5))
+    k = probe.concept_index("door")
+    chosen = probe.result.units_for(k, DOOR_FEATURES, min_iou=MIN_IOU)
+    if not chosen:
+        return {"used": 0}
+    m = probe.insertion_map("door", z, units=chosen, level_quantile=DOOR_QUANTILE, cells=DOOR_CELLS)
+    return {"used": len(chosen), "wall": m.rate_in("wall"), "wall_trials": m.trials_in("wall"), "sky": m.rate_in("sky"),
+            "sky_trials": m.trials_in("sky")}
+
+
+def door_cell(d: Dict[str, Any]) -> str:
+    if not d["used"]:
+        return "no door feature | - | -"
+    return (f"{d['used']} | {d['wall']:.0%} of {d['wall_trials']} | {d['sky']:.0%} of {d['sky_trials']}")
+
+
 def bias_alone(generator: Any, layer: str, segmenter: Any, b_dec: torch.Tensor, sets: Dict) -> str:
     """What the generator draws when ``layer`` holds only the dictionary's bias ``b_dec`` at every position (where
     removing every SAE feature heads, less the reconstruction error)."""
@@ -286,7 +308,8 @@ def generator_part(args: argparse.Namespace) -> Dict[str, Any]:
                 log("screened: " + ", ".join(f"{c} {len(a)}+{len(b)}" for c, (a, b) in sets.items()))
             found = removal(probe, view.layer, segmenter, sets, args.limit)
             rows[name] = {**coverage(result), "tree": found["tree"][::2], "watermark": found["watermark"][::2],
-                          "all": f"trees {found['all: tree']}, watermark {found['all: watermark']}"}
+                          "all": f"trees {found['all: tree']}, watermark {found['all: watermark']}",
+                          "doors": doors(probe, args.door_latents)}
         log(f"GAN {name}: {rows[name]}")
     assert sets is not None
     rows["SAE features"]["all"] += "; " + bias_alone(generator, layer, segmenter, sae.b_dec, sets)
@@ -316,6 +339,10 @@ def tables(cls: Dict[str, Any], gan: Dict[str, Any], n_greedy: int, n_free: int)
     for name, r in gan["rows"].items():
         lines.append(f"| {name} | {count(r['tree'], r['features'])} | {count(r['watermark'], r['features'])} | "
                      f"{r['all']} |")
+    lines += ["", f"| toy-gan layer4 | door features switched on ({DOOR_CELLS}x{DOOR_CELLS} block, "
+              f"{DOOR_QUANTILE} quantile) | door added in a wall | door added in the sky |", "|---|---|---|---|"]
+    for name, r in gan["rows"].items():
+        lines.append(f"| {name} | {door_cell(r['doors'])} |")
     lines += ["", f"| toy-classifier conv5_3 | top 1 / 2 / 3 hat features by IoU removed: fields flipped (to) | "
               f"greedy, <= 3 of the top-20 hat features ({n_greedy} fields) | greedy, <= 3 of all features "
               f"(find_flip, {n_free} fields) | features it removed: best label, IoU (hat IoU) x times |",
@@ -353,6 +380,10 @@ def findings(cls: Dict[str, Any], gan: Dict[str, Any]) -> str:
             said = {k: (str(n) if n is not None else f"not reached with up to {lim}")
                     for k, (n, lim) in (("units", rows["units"][concept]), ("SAE", rows["SAE features"][concept]))}
             out.append(f"- Removing {name}: units {said['units']}, SAE features {said['SAE']}.")
+    d = {name: r["doors"] for name, r in rows.items() if r["doors"]["used"]}
+    if d:
+        out.append("- Doors switched on in a wall: " + "; ".join(
+            f"{k} {v['wall']:.0%} (sky {v['sky']:.0%})" for k, v in d.items()) + ".")
     flips = {name: r["greedy_all"] for name, r in cls["rows"].items()}
     out.append("- Baseball fields under find_flip (<= 3 features): " + "; ".join(f"{k}: {v}" for k, v in flips.items())
                + ".")
@@ -375,7 +406,7 @@ seed 2 ({args.n_fit} scenes, {args.n_fit // 2} latents); dissections on seed 3 (
 {args.n_generator} latents).  Removal counts: features ranked on {sets['tree'][0]} (trees) and \
 {sets['watermark'][0]} (watermark) screened latents and evaluated on {sets['tree'][1]} and {sets['watermark'][1]} \
 others; criteria: tree area -{TREE_DROP:.0%}, watermark gone from {WATERMARK_GONE:.0%} of the samples that had it.  \
-Hat flip: the {cls['baseball_fields']} correctly classified baseball fields of the seed-3 scenes.
+Door insertion on {args.door_latents} latents of seed 5.  Hat flip: the {cls['baseball_fields']} correctly classified baseball fields of the seed-3 scenes.
 
 SAE training (TopK SAE, `ganviz.sae.train_sae` defaults):
 
@@ -411,6 +442,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--flip-images", type=int, default=20, help="baseball fields for the greedy hat search")
     p.add_argument("--find-flip-images", type=int, default=8, help="baseball fields for find_flip (all features)")
     p.add_argument("--most", type=int, default=48, help="latents per ranking / evaluation set")
+    p.add_argument("--door-latents", type=int, default=80, help="samples for door insertion")
     p.add_argument("--limit", type=int, default=256, help="most features removed when searching")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: on a busy shared machine more threads spin and run several times "

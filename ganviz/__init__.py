@@ -3,13 +3,16 @@
 The flat facade (``ganviz.<name>``) holds what a notebook user types: the entry points (``load``,
 ``load_checkpoint``, ``dissect_classifier``, ``dissect_generator``, ``gradcam``, ``find_flip``, ``invert``, ``fid``),
 the objects they return and take (results, data sources, adapters, edits, ``Trace``, ``Painter``, ``Inverter``,
-``GeneratorProbe``) and the streaming statistics.  Everything else is imported from its module.  No widget
-imports here: widgets live in ``ganviz.widgets``.
+``GeneratorProbe``), the streaming statistics, and reading a layer in another basis (``with_basis``,
+``train_sae``, ``net2vec_directions``, ``cav_directions``: features used wherever units are).  Everything else is
+imported from its module.  No widget imports here: widgets live in ``ganviz.widgets``.
 """
 from . import toyworld, zoo
 from .ablation import find_flip
+from .basis import BasisError, DictionaryBasis, DirectionsBasis, IdentityBasis, with_basis
 from .adapters import ClassifierAdapter, GeneratorAdapter, SegmenterAdapter, as_classifier, as_generator
 from .checkpoints import CheckpointError
+from .directions import cav_directions, net2vec_directions
 from .dissect import (DatasetSource, DissectionResult, GeneratorSource, TensorSource, ToyWorldSource, UnitLabel,
                       dissect_classifier, dissect_generator)
 from .edits import Ablate, Compose, Edit, Replace, Scale, SetLevel
@@ -24,6 +27,7 @@ from .layouts import Layout, LayoutError, infer_layout
 from .metrics import frechet_distance, layer_features
 from .paint import Painter
 from .preprocessing import Normalize
+from .sae import load_dictionary, save_dictionary, train_sae
 from .stats import IoUTally, Mean, Quantile, TopK, Variance, load_stats, merge_all, save_stats
 from .toyworld import CONCEPTS, SCENE_CLASSES, ToyWorld
 from .trace import LayerNotFoundError, Trace, count_hooks, edited_forward, get_module, layer_names, retain
@@ -41,4 +45,6 @@ __all__ = [
     "DatasetSource", "GeneratorSource", "gradcam", "find_flip", "GeneratorProbe", "Painter", "Inverter", "invert",
     "finetune", "frechet_distance", "fid", "inception_features", "layer_features", "to_uint8", "from_uint8",
     "colorize_labels", "make_grid", "png_bytes", "Layout", "LayoutError", "infer_layout", "load_hf",
+    "with_basis", "IdentityBasis", "DictionaryBasis", "DirectionsBasis", "BasisError", "train_sae", "load_dictionary",
+    "save_dictionary", "net2vec_directions", "cav_directions",
 ]

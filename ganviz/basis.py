@@ -34,7 +34,7 @@ from .layouts import primary_tensor, replace_primary
 from .trace import get_module
 
 __all__ = ["BasisError", "Basis", "IdentityBasis", "DictionaryBasis", "DirectionsBasis", "BasisView", "with_basis",
-           "feature_layer", "ACTIVATIONS"]
+           "feature_layer", "is_feature_layer", "unit_noun", "ACTIVATIONS"]
 
 ACTIVATIONS = ("topk", "relu")
 """Activations of a :class:`DictionaryBasis`: ``"topk"`` keeps the ``k`` largest pre-activations per position
@@ -53,6 +53,17 @@ class BasisError(ValueError):
 def feature_layer(layer: str) -> str:
     """The name of the features of ``layer`` inside :func:`with_basis`: ``f"{layer}.basis.features"``."""
     return f"{layer}.{TAP}.features"
+
+
+def is_feature_layer(layer: str) -> bool:
+    """Whether ``layer`` names the features of a basis installed by :func:`with_basis`."""
+    return layer.endswith(f".{TAP}.features")
+
+
+def unit_noun(layer: str, n: int = 1, capital: bool = False) -> str:
+    """What one channel of ``layer`` is called in what a user reads: "feature(s)" in a basis, "unit(s)" otherwise."""
+    word = ("feature" if is_feature_layer(layer) else "unit") + ("" if n == 1 else "s")
+    return word.capitalize() if capital else word
 
 
 def _as_matrix(t: Any, name: str, shape: Tuple[Optional[int], ...]) -> Tensor:

@@ -75,12 +75,11 @@ def layer_names(model: nn.Module) -> List[str]:
 def _not_found(model: nn.Module, name: str) -> LayerNotFoundError:
     names = layer_names(model)
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-    if close:
-        hint = "closest: " + ", ".join(close)
-    elif names:
-        hint = "valid names include: " + ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-    else:
-        hint = "the model has no submodules"
+    hint = ("closest: " + ", ".join(close) if close else "valid names include: " + ", ".join(names[:5])
+            + (", ..." if len(names) > 5 else "") if names else "the model has no submodules")
+    if ".basis." in name:  # the features of a basis exist only while it is installed (ganviz.with_basis)
+        hint = (f"{name!r} names the features of a basis, which exist only while it is installed: "
+                f"view = ganviz.with_basis(model, {name.split('.basis.')[0]!r}, basis).install() (or a with block)")
     return LayerNotFoundError(f"no layer {name!r} in {type(model).__name__}; {hint}")
 
 

@@ -239,6 +239,8 @@ def test_names_inside_and_nothing_left_after(net):
         assert "mix.basis.weights.W_enc" in net.state_dict() and "mix.weight" in net.state_dict()
     assert get_module(net, "mix") is original and not view.active
     assert same_structure(before, structure(net))
+    with pytest.raises(LayerNotFoundError, match=r"exist only while it is installed.*with_basis\(model, 'mix'"):
+        get_module(net, view.layer)  # a widget or trace given the features after the block says what to do
 
 
 @pytest.mark.parametrize("error", [RuntimeError("boom"), KeyboardInterrupt()])

@@ -29,9 +29,11 @@ def test_generator_widgets_on_concept_directions():
         concept = next(iter(result.concept_counts(0.0)))
         canvas.stroke([(10, 30), (50, 30)], concept=concept, strength="high", radius=6)
         assert not (_check(canvas).render() == PaintCanvas(gen, result, background=False).render()).all()
-        _check(UnitSwitchboard(gen, seg, result, concept=concept, samples=2, n_units=4, background=False))
+        board = _check(UnitSwitchboard(gen, seg, result, concept=concept, samples=2, n_units=4, background=False))
+        board.set_all(0.0)
+        assert "4 features off" in _check(board).readout.value
         _check(WhereCanItGo(gen, seg, result, concept=concept, background=False))
-        _check(DissectionSummary(result, background=False))
+        assert "feature" in _check(DissectionSummary(result, background=False)).table.value
     assert count_hooks(gen.model) == 0 and "basis" not in dict(gen.model.named_modules()).__repr__()
 
 
@@ -39,9 +41,13 @@ def test_classifier_widgets_on_a_basis():
     clf, data = ganviz.zoo.adapter("toy-classifier"), ganviz.ToyWorldSource(48, seed=1)
     with with_basis(clf.model, "conv5_3", IdentityBasis(192)) as view:
         result = ganviz.dissect_classifier(clf.model, view.layer, data, progress=False)
-        _check(TopActivationGrid(clf, result, data, per_page=2, background=False))
+        grid = _check(TopActivationGrid(clf, result, data, per_page=2, background=False))
+        assert grid.caption(0).startswith("feature 0: ") and grid.unit.description == "Feature"
         panel = _check(AblationPanel(clf, data, layer=view.layer, result=result, units=[0, 1], background=False))
         panel.set_scale(0, 0.0)
-        _check(panel)
+        assert "features removed: [0]" in _check(panel).status.value
+        assert panel.reset_button.description == "Restore all features"
+        with pytest.raises(ValueError, match=r"features must be integers from 0 to 191 .* has 192 features"):
+            panel.set_units([999])
         cam = _check(GradCamView(clf, data, [view.layer], background=False))
         assert "conv5_3.basis.features" in cam.status.value

@@ -26,7 +26,8 @@ def test_notebooks_carry_no_widget_state(path):
 
 
 def test_examples_stay_small():
-    assert sum(p.stat().st_size for p in (REPO / "examples").iterdir()) < 1.5e6
+    # ten notebooks, each saved with its pictures (static pictures of the widgets, at most 800x600)
+    assert sum(p.stat().st_size for p in (REPO / "examples").iterdir()) < 2.2e6
 
 
 def test_stripping_keeps_the_outputs_nbval_compares():

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from ..basis import unit_noun
 from ..cache import atomic_write
 
 __all__ = ["UnitLabel", "LABEL_MIN_IOU", "DissectionResult", "DEFAULT_QUANTILES", "FORMAT", "ARRAYS", "to_state", "from_state"]
@@ -189,11 +190,12 @@ class DissectionResult:
         ax.bar(range(len(names)), [counts[c] for c in names], color="#4c72b0")
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=60, ha="right")
-        ax.set_ylabel("units")
+        ax.set_ylabel(unit_noun(self.layer, 2))
         if not names:
-            ax.text(0.5, 0.5, f"no unit reaches IoU {min_iou}", ha="center", va="center", transform=ax.transAxes)
-        ax.set_title(title or f"which units match concepts best: {self.layer} "
-                              f"({sum(counts.values())}/{self.num_units} units, IoU >= {min_iou})", fontsize=9)
+            ax.text(0.5, 0.5, f"no {unit_noun(self.layer)} reaches IoU {min_iou}", ha="center", va="center", transform=ax.transAxes)
+        noun = unit_noun(self.layer, 2)
+        ax.set_title(title or f"which {noun} match concepts best: {self.layer} "
+                              f"({sum(counts.values())}/{self.num_units} {noun}, IoU >= {min_iou})", fontsize=9)
         return fig
 
     # -- persistence ----------------------------------------------------------------------------------------

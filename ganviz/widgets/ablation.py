@@ -15,6 +15,7 @@ import traitlets
 
 from .. import ablation
 from ..adapters import ClassifierAdapter, as_classifier
+from ..basis import unit_noun
 from ..dissect import DissectionResult, as_source
 from ..imaging import load_image, png_bytes, upscale
 from ..plumbing import model_device
@@ -85,19 +86,23 @@ class AblationPanel(ViewBase):
         if len(self.source):
             self.show_image(0)
 
+    def _noun(self, n: int = 1, capital: bool = False) -> str:
+        return unit_noun(self.layer, n, capital)
+
     def _build(self) -> None:
         self.image_index = W.BoundedIntText(value=0, min=0, max=max(len(self.source) - 1, 0), description="Image")
         self.upload = W.FileUpload(accept="image/png,image/jpeg", multiple=False, description="Upload image")
         self.picture = image_widget(width=self.resolution * 3)
         self.bars = W.HTML()
-        self.unit_text = W.Text(placeholder="e.g. 3, 17, 42", description="Units")
+        self.unit_text = W.Text(placeholder="e.g. 3, 17, 42", description=self._noun(2, capital=True))
         self.add_button = W.Button(description="Show sliders")
         self.sliders = W.VBox()
         self.flip_button = W.Button(description="What flips this prediction?", button_style="info",
                                     layout=W.Layout(width="auto"))
-        self.reset_button = W.Button(description="Restore all units")
+        self.reset_button = W.Button(description=f"Restore all {self._noun(2)}")
         self.target = W.Dropdown(options=[(n, i) for i, n in enumerate(self.class_names)], description="Class")
-        self.class_button = W.Button(description="Accuracy with units removed", layout=W.Layout(width="auto"))
+        self.class_button = W.Button(description=f"Accuracy with {self._noun(2)} removed",
+                                     layout=W.Layout(width="auto"))
         self.curve_button = W.Button(description="Sparsity curve")
         self.class_view = W.HTML()
         self.curve = hidden_until_set(W.Image(format="png", layout=W.Layout(align_self="flex-start")))
@@ -132,11 +137,11 @@ class AblationPanel(ViewBase):
         try:
             units = [int(t) for t in text.replace(",", " ").split()]
         except ValueError:
-            raise ValueError(f"units must be whole numbers separated by commas, got {text!r}") from None
+            raise ValueError(f"{self._noun(2)} must be whole numbers separated by commas, got {text!r}") from None
         n = self.num_units
         bad = [u for u in units if not 0 <= u < n]
         if bad:
-            raise IndexError(f"unit {bad[0]} out of range for layer {self.layer!r} with {n} units "
+            raise IndexError(f"{self._noun()} {bad[0]} out of range for layer {self.layer!r} with {n} {self._noun(n)} "
                              f"(expected 0..{n - 1})")
         return units
 
@@ -164,8 +169,8 @@ class AblationPanel(ViewBase):
         bad = [u for u in units if isinstance(u, bool) or not isinstance(u, (int, np.integer))
                or not 0 <= int(u) < self.num_units]
         if bad:
-            raise ValueError(f"units must be integers from 0 to {self.num_units - 1} (layer {self.layer!r} has "
-                             f"{self.num_units} units); got {bad[:5]}")
+            raise ValueError(f"{self._noun(2)} must be integers from 0 to {self.num_units - 1} (layer "
+                             f"{self.layer!r} has {self.num_units} {self._noun(2)}); got {bad[:5]}")
         keep = {} if reset else dict(self.scales)
         self.scales = {int(u): keep.get(int(u), 1.0) for u in units}
         self._slider: dict[int, W.FloatSlider] = {}
@@ -177,7 +182,7 @@ class AblationPanel(ViewBase):
             self.update()
 
     def _unit_row(self, u: int) -> W.HBox:
-        name = f"unit {u}"
+        name = f"{self._noun()} {u}"
         if self.result is not None:
             lab = self.result.label(u)
             name += f" ({lab.name()} {lab.iou:.2f})"
@@ -218,12 +223,12 @@ class AblationPanel(ViewBase):
         removed = [u for u, s in scales.items() if s == 0]
         top = self.class_names[int(self.probs.argmax())]
         self.state.set_trait("prediction", top)
-        self.say(f"{self.image_label}: predicted {top}" + (f"; units removed: {removed}" if removed else ""))
+        self.say(f"{self.image_label}: predicted {top}" + (f"; {self._noun(2)} removed: {removed}" if removed else ""))
 
     def find_flip(self, max_units: int = 5) -> ablation.FlipResult:
         """Search a small set of units whose removal changes the top class; set their sliders to 0."""
         self.wait()
-        self.say("searching for units to remove ...")
+        self.say(f"searching for {self._noun(2)} to remove ...")
         res = ablation.find_flip(self.model, self.layer, self.preprocess(self.image), max_units=max_units)
         self.set_units(res.units, reset=True)
         for u in res.units:
@@ -232,9 +237,9 @@ class AblationPanel(ViewBase):
         names = ""
         if self.result is not None:
             names = " (" + ", ".join(self.result.label(u).name() for u in res.units) + ")"
-        verdict = (f"removing units {res.units}{names} turns {self.class_names[res.original_class]} into "
+        verdict = (f"removing {self._noun(2)} {res.units}{names} turns {self.class_names[res.original_class]} into "
                    f"{self.class_names[res.new_class]}" if res.flipped else
-                   f"removing {len(res.units)} units did not change {self.class_names[res.original_class]}")
+                   f"removing {len(res.units)} {self._noun(len(res.units))} did not change {self.class_names[res.original_class]}")
         self.flip_result = res
         self.say(verdict)
         return res
@@ -270,11 +275,11 @@ class AblationPanel(ViewBase):
         ks = np.arange(len(curve.class_accuracy))
         ax.plot(ks, curve.class_accuracy, "o-", label=self.class_names[c])
         ax.plot(ks, curve.other_accuracy, "s--", label="other classes (mean)")
-        ax.set_xlabel("top units removed")
+        ax.set_xlabel(f"top {self._noun(2)} removed")
         ax.set_ylabel("accuracy")
         ax.set_ylim(0, 1.02)
         ax.legend(fontsize=8)
-        ax.set_title(f"units ranked by effect on {self.class_names[c]}: {curve.units[:5]}...", fontsize=8)
+        ax.set_title(f"{self._noun(2)} ranked by effect on {self.class_names[c]}: {curve.units[:5]}...", fontsize=8)
         self.curve.value = figure_png(fig)
         self.curve_result = curve
         return curve
@@ -293,5 +298,5 @@ class AblationPanel(ViewBase):
         a2.set_xlim(0, 1)
         a2.legend(fontsize=7, loc="lower right")
         removed = [u for u, s in self.scales.items() if s != 1]
-        a2.set_title(f"{self.layer}: units changed {removed}", fontsize=8)
+        a2.set_title(f"{self.layer}: {self._noun(2)} changed {removed}", fontsize=8)
         return figure_array(fig)

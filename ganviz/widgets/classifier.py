@@ -16,6 +16,7 @@ import traitlets
 from PIL import Image, ImageDraw, ImageFont
 
 from ..adapters import ClassifierAdapter, as_classifier
+from ..basis import unit_noun
 from ..dissect import DissectionResult, as_source
 from ..gradcam import gradcam
 from ..imaging import heatmap_overlay, make_grid, png_bytes, upscale
@@ -59,7 +60,7 @@ class GridState(ViewState):
     def _unit_in_range(self, proposal: dict[str, Any]) -> int | None:
         unit = proposal["value"]
         if unit is not None and not 0 <= unit < self.result.num_units:
-            raise traitlets.TraitError(f"unit {unit} out of range (layer {self.result.layer} has "
+            raise traitlets.TraitError(f"{unit_noun(self.result.layer)} {unit} out of range (layer {self.result.layer} has "
                                        f"{self.result.num_units})")
         return unit
 
@@ -96,13 +97,14 @@ class TopActivationGrid(ViewBase):
         self._refresh(reset_page=True)
 
     def _build(self) -> None:
-        self.sort = W.ToggleButtons(options=[("by IoU", "iou"), ("by unit", "unit")], value="iou",
+        noun = unit_noun(self.result.layer)
+        self.sort = W.ToggleButtons(options=[("by IoU", "iou"), (f"by {noun}", "unit")], value="iou",
                                     description="Sort", layout=W.Layout(display="flex", align_items="center"))
         self.concept = W.Dropdown(options=[ALL] + list(self.result.concept_names), value=ALL, description="Concept")
         self.min_iou = W.FloatSlider(value=0.0, min=0.0, max=0.5, step=0.01, description="Min IoU",
                                      continuous_update=False)
         self.page = W.IntSlider(value=1, min=1, max=1, description="Page", continuous_update=False)
-        self.unit = W.Dropdown(options=[], description="Unit")
+        self.unit = W.Dropdown(options=[], description=noun.capitalize())
         self.rows = W.VBox()
         self.detail_images_w = image_widget(width=6 * 64 * self.zoom // 2)
         self.detail_plot = hidden_until_set(W.Image(format="png", layout=W.Layout(align_self="flex-start")))
@@ -133,7 +135,7 @@ class TopActivationGrid(ViewBase):
         return units[start:start + self.per_page]
 
     def caption(self, unit: int) -> str:
-        return f"unit {unit}: {self.result.label(unit).describe()}"
+        return f"{unit_noun(self.result.layer)} {unit}: {self.result.label(unit).describe()}"
 
     def strip(self, unit: int) -> np.ndarray:
         if unit not in self._strips:
@@ -151,7 +153,7 @@ class TopActivationGrid(ViewBase):
             self.page.value = 1
         self.unit.options = [(self.caption(u), u) for u in units[:500]]
         self._show_page()
-        self.say(f"{len(units)} units shown of {self.result.num_units} in {self.result.layer}; "
+        self.say(f"{len(units)} {unit_noun(self.result.layer, 2)} shown of {self.result.num_units} in {self.result.layer}; "
                  f"page {self.page.value} of {pages + 1}")
 
     def _show_page(self) -> None:
@@ -161,7 +163,7 @@ class TopActivationGrid(ViewBase):
             rows.append(W.HBox([label, image_widget(self.strip(u), width=self.strip(u).shape[1])],
                                layout=W.Layout(align_items="center")))
         if not rows:
-            rows = [W.HTML("<i>no unit matches this filter</i>")]
+            rows = [W.HTML(f"<i>no {unit_noun(self.result.layer)} matches this filter</i>")]
         self.rows.children = rows
 
     def select(self, unit: int | None) -> None:
@@ -170,7 +172,7 @@ class TopActivationGrid(ViewBase):
             return
         unit = int(unit)
         if not 0 <= unit < self.result.num_units:
-            raise IndexError(f"unit {unit} out of range (layer {self.result.layer} has {self.result.num_units})")
+            raise IndexError(f"{unit_noun(self.result.layer)} {unit} out of range (layer {self.result.layer} has {self.result.num_units})")
         if self.state.unit == unit:
             self._show_unit(unit)
         self.state.unit = unit  # its observer shows the unit
@@ -184,7 +186,7 @@ class TopActivationGrid(ViewBase):
         self.detail_images_w.layout.width = f"{grid.shape[1]}px"
         lab = self.result.label(unit)
         others = ", ".join(f"{c} {v:.2f}" for c, v in lab.runners_up)
-        self.detail_title.value = (f"<b>unit {unit}</b>: {html.escape(lab.describe(digits=3))}; "
+        self.detail_title.value = (f"<b>{unit_noun(self.result.layer)} {unit}</b>: {html.escape(lab.describe(digits=3))}; "
                                    f"runners-up: {html.escape(others)}; threshold "
                                    f"{self.result.thresholds[unit]:.3f}")
         self.detail_plot.value = figure_png(plot_unit_detail(self.result, unit))
@@ -241,9 +243,11 @@ class DissectionSummary(ViewBase):
         body = "".join(f"<tr><td>{u}</td><td>{html.escape(c)}</td><td>{v:.3f}</td>{extra(u)}</tr>"
                        for u, c, v in self.rows())
         head = "<th>when off</th>" if self.checks else ""
-        self.table.value = ("<table class='ganviz-table'><tr><th>unit</th><th>concept</th><th>IoU</th>"
+        self.table.value = (f"<table class='ganviz-table'><tr><th>{unit_noun(self.result.layer)}</th>"
+                            "<th>concept</th><th>IoU</th>"
                             f"{head}</tr>{body}</table>")
-        self.say(f"{len(self.rows())} of {self.result.num_units} units reach IoU {self.min_iou.value:.2f}")
+        self.say(f"{len(self.rows())} of {self.result.num_units} {unit_noun(self.result.layer, 2)} reach IoU "
+                 f"{self.min_iou.value:.2f}")
 
     def render(self) -> np.ndarray:
         return figure_array(self._fig)

@@ -14,6 +14,7 @@ import torch
 import traitlets
 
 from ..adapters import GeneratorAdapter, as_generator
+from ..basis import unit_noun
 from ..dissect import DissectionResult
 from ..generator_units import MIN_PIXELS, GeneratorProbe
 from ..imaging import highlight_region, make_grid, png_bytes, to_uint8, upscale
@@ -117,7 +118,7 @@ class UnitSwitchboard(ViewBase):
         """``[(unit, score)]``: IoU, or the causal drop of the concept's area (computed once per concept)."""
         if self.ranking.value == "effect":
             if concept not in self.effects:
-                self.say(f"ranking units by their effect on {concept} over {len(self.z_rank)} samples ...")
+                self.say(f"ranking {unit_noun(self.probe.layer, 2)} by their effect on {concept} over {len(self.z_rank)} samples ...")
                 self.effects[concept] = self.probe.rank_by_effect(concept, self.z_rank)
             return self.effects[concept][:self.n_units]
         j = self.probe.concept_index(concept)
@@ -137,7 +138,8 @@ class UnitSwitchboard(ViewBase):
 
     def _switch(self, u: int, score: float, what: str) -> W.HBox:
         label = self.probe.result.label(u)
-        toggle = W.ToggleButton(value=True, description=f"unit {u}", layout=W.Layout(width="90px"),
+        toggle = W.ToggleButton(value=True, description=f"{unit_noun(self.probe.layer)} {u}",
+                                layout=W.Layout(width="100px"),
                                 tooltip=label.describe(digits=3))
         slider = W.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.05, readout_format=".2f",
                                layout=W.Layout(width="170px"))
@@ -180,11 +182,11 @@ class UnitSwitchboard(ViewBase):
         after = self.probe.area(concept, self.z, edit) if edit is not None else self._before
         before_total, after_total = float(self._before.sum()), float(after.sum())
         change = "" if before_total == 0 or edit is None else f" ({(after_total / before_total - 1) * 100:+.0f}%)"
-        off = sum(1 for s in self.scales.values() if s == 0)
-        self.after = after
+        off = 0 if edit is None else sum(1 for f in edit.factors if f == 0)  # what this picture shows, not the
+        self.after = after                                                    # switches' state meanwhile
         self.readout.value = (f"<b>{html.escape(concept)}</b> covers {before_total / len(after) * 100:.1f}% of "
                               f"the pixels as generated, {after_total / len(after) * 100:.1f}% now{change}; "
-                              f"{off} unit{'s' if off != 1 else ''} off")
+                              f"{off} {unit_noun(self.probe.layer, off)} off")
         self.say("")
 
     def render(self) -> np.ndarray:

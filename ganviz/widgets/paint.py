@@ -16,6 +16,7 @@ import traitlets
 from ipycanvas import Canvas
 
 from ..adapters import GeneratorAdapter, as_generator
+from ..basis import unit_noun
 from ..dissect import DissectionResult
 from ..imaging import concept_color, load_photo, upscale
 from ..inversion import InversionResult, Inverter
@@ -93,7 +94,8 @@ class PaintCanvas(ViewBase):
         self.inverter = inverter
         palette = list(concepts) if concepts is not None else self._palette()
         if not palette:
-            raise ValueError(f"no concept has a labelled unit in {result.layer!r}; pass concepts=[...] to paint "
+            raise ValueError(f"no concept has a labelled {unit_noun(result.layer)} in {result.layer!r}; pass "
+                             "concepts=[...] to paint "
                              "anyway")
         unknown = [c for c in palette if c not in result.concept_names]
         if unknown:

@@ -72,3 +72,16 @@ def ablate_page(voila, browser_context):
                       ".ganviz-ablation .ganviz-curve"])
     yield page
     page.close()
+
+
+@pytest.fixture(scope="session")
+def features_page(voila, browser_context):
+    """examples/08_features_vs_units.ipynb rendered: every widget on features of a basis (SAEs on the toy GAN's
+    layer4 and the toy classifier's conv5_3)."""
+    page = _notebook(voila, browser_context, "08_features_vs_units.ipynb",
+                     [".ganviz-summary .ganviz-summary-chart", ".ganviz-switchboard .ganviz-unit-switches button",
+                      ".ganviz-where img.ganviz-where-image", "canvas.ganviz-paint-canvas",
+                      ".ganviz-grid .ganviz-grid-rows img", ".ganviz-ablation .ganviz-unit-slider .noUi-handle",
+                      ".ganviz-gradcam .ganviz-gradcam-image"])
+    yield page
+    page.close()
