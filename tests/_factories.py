@@ -1,4 +1,5 @@
-"""Model factories importable by path (``_factories:classifier``) for command-line tests."""
+"""Model factories importable by path (``_factories:classifier``) for command-line tests, and small stand-ins
+shared by test files (tests/browser/conftest.py puts this folder on ``sys.path`` for the browser tests)."""
 from __future__ import annotations
 
 import torch
@@ -100,3 +101,16 @@ def scene_dissection(generator: SceneGenerator):
 
     return ganviz.dissect_generator(generator, "layer1", scene_segmenter, n=200, concept_names=SCENE_CONCEPTS,
                                     progress=False)
+
+
+def flat_view(value: int):
+    """A widget view that shows one flat grey level (64x64), for tests of what lays views out (the talk app)."""
+    import numpy as np
+
+    from ganviz.widgets._base import ViewBase
+
+    class Flat(ViewBase):
+        def render(self) -> np.ndarray:
+            return np.full((64, 64, 3), value, np.uint8)
+
+    return Flat(background=False)

@@ -3,22 +3,9 @@
 The real sections on the bundled models are walked in Chromium by tests/browser/test_talk_app.py."""
 import threading
 
-import numpy as np
-import pytest
-
 from ganviz.apps.talk import Section, Talk
-from ganviz.widgets._base import ViewBase
 
-
-class Still(ViewBase):
-    """A view showing one flat colour."""
-
-    def __init__(self, value: int) -> None:
-        super().__init__(background=False)
-        self.value = value
-
-    def render(self) -> np.ndarray:
-        return np.full((64, 64, 3), self.value, np.uint8)
+from _factories import flat_view
 
 
 def _sections(release: threading.Event):
@@ -26,12 +13,12 @@ def _sections(release: threading.Event):
         def measure():
             release.wait(10)
             return "slow number"
-        return Still(20), measure
+        return flat_view(20), measure
 
     def broken(m):
         raise ValueError("this section needs a model that is missing")
 
-    return [Section("a", "First", "claim one", lambda m: (Still(10), "number one")),
+    return [Section("a", "First", "claim one", lambda m: (flat_view(10), "number one")),
             Section("b", "Second", "claim two", slow),
             Section("c", "Third", "claim three", broken)]
 

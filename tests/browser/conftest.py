@@ -5,7 +5,12 @@ examples/.ganviz-cache).  Screenshots go to build/screenshots/ or $GANVIZ_SCREEN
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/_factories.py
 
 from voila_harness import EXAMPLES, VoilaServer, launch, open_notebook, screenshot_content, screenshot_dir
 

@@ -11,11 +11,10 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from ganviz.apps.talk import SECTIONS, Section, Talk
-from ganviz.widgets._base import ViewBase
+from _factories import flat_view
 from voila_harness import REPO, VoilaServer, broken_images, open_notebook, wait_text_contains
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(1200)]
@@ -46,17 +45,8 @@ def test_every_section_shows_its_widget_and_number(browser_context, shots):
         page.close()
 
 
-class _Flat(ViewBase):
-    def __init__(self, value: int) -> None:
-        super().__init__(background=False)
-        self.value = value
-
-    def render(self) -> np.ndarray:
-        return np.full((64, 64, 3), self.value, np.uint8)
-
-
 def test_the_exported_deck_opens_with_every_picture(browser_context, tmp_path):
-    sections = [Section(k, k.title(), "claim", lambda m, v=v: (_Flat(v), f"number {v}"))
+    sections = [Section(k, k.title(), "claim", lambda m, v=v: (flat_view(v), f"number {v}"))
                 for k, v in (("one", 40), ("two", 200))]
     deck = Talk(sections, models=object()).export(tmp_path / "deck.html")
     page = browser_context.new_page()
