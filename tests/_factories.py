@@ -23,6 +23,20 @@ class Bomb(torch.nn.Module):
         return x
 
 
+class ConceptMaps(torch.nn.Module):
+    """Images -> ``k`` concept maps ``[B, k, H, W]``: the label coded in channel 0 (``(label + 1) / (k + 1)``, 0 for
+    none), the intensity in channel 1."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        labels = torch.round(x[:, 0] * (self.k + 1)).long() - 1
+        onehot = torch.nn.functional.one_hot(labels.clamp_min(0), self.k).permute(0, 3, 1, 2).float()
+        return onehot * (labels >= 0)[:, None].float() * x[:, 1:2]
+
+
 def classifier() -> ToyVGG:
     """A randomly initialised toy classifier, identical in every process (fixed seed)."""
     torch.manual_seed(0)

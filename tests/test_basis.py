@@ -18,7 +18,7 @@ from ganviz.gradcam import gradcam
 from ganviz.preprocessing import identity
 from ganviz.trace import LayerNotFoundError, Trace, count_hooks, edited_forward, get_module
 
-from _factories import Bomb
+from _factories import Bomb, ConceptMaps
 
 K = 4
 NAMES = ("a", "b", "c", "d")
@@ -32,15 +32,6 @@ def rotation() -> torch.Tensor:
     return torch.tensor([[c, s, 0, 0], [-s, c, 0, 0], [0, 0, c, s], [0, 0, -s, c]])
 
 
-class ConceptMaps(nn.Module):
-    """Images -> each concept's map: the label coded in channel 0, an intensity in [0.5, 1] in channel 1."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        labels = torch.round(x[:, 0] * (K + 1)).long() - 1
-        onehot = F.one_hot(labels.clamp_min(0), K).permute(0, 3, 1, 2).float() * (labels >= 0)[:, None].float()
-        return onehot * x[:, 1:2]
-
-
 def concept_net(r: torch.Tensor) -> nn.Module:
     """``read`` (concept maps c) -> ``mix`` (units x = R^T c, a 1x1 conv) -> a small head."""
     mix = nn.Conv2d(K, K, 1, bias=False)
@@ -48,7 +39,7 @@ def concept_net(r: torch.Tensor) -> nn.Module:
         mix.weight.copy_(r.T[:, :, None, None])
     torch.manual_seed(0)
     head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(K, 3))
-    return nn.Sequential(OrderedDict(read=ConceptMaps(), mix=mix, relu=nn.Identity(), head=head)).eval()
+    return nn.Sequential(OrderedDict(read=ConceptMaps(K), mix=mix, relu=nn.Identity(), head=head)).eval()
 
 
 def concept_data(n: int = 48, size: int = 16, seed: int = 0):
@@ -142,7 +133,7 @@ def test_the_identity_basis_edits_like_units(net, data):
 
 def test_ablating_a_feature_removes_its_concept_and_keeps_the_rest(net, data):
     x = data[0][:8]
-    c = ConceptMaps()(x)
+    c = ConceptMaps(K)(x)
     with with_basis(net, "mix", rotated_dictionary(rotation())) as view:
         with Trace(net, ["mix", view.layer], edit={view.layer: Ablate([1])}) as tr:
             tr.run(x)
@@ -164,8 +155,8 @@ def test_set_level_writes_a_feature_where_the_mask_is(net, data):
     f = basis.encode(tr["mix"].output)
     inside = mask.bool()
     assert torch.allclose(f[:, 2][:, inside], torch.full_like(f[:, 2][:, inside], 3.0), atol=1e-5)
-    assert torch.allclose(f[:, 2][:, ~inside], ConceptMaps()(x)[:, 2][:, ~inside], atol=1e-5)
-    assert torch.allclose(f[:, [0, 1, 3]], ConceptMaps()(x)[:, [0, 1, 3]], atol=1e-5)
+    assert torch.allclose(f[:, 2][:, ~inside], ConceptMaps(K)(x)[:, 2][:, ~inside], atol=1e-5)
+    assert torch.allclose(f[:, [0, 1, 3]], ConceptMaps(K)(x)[:, [0, 1, 3]], atol=1e-5)
 
 
 def test_gradcam_reads_features(net, data):

@@ -16,31 +16,18 @@ from ganviz.edits import Ablate
 from ganviz.preprocessing import identity
 from ganviz.trace import count_hooks, edited_forward
 
+from _factories import ConceptMaps
+
 K = 4
 NAMES = ("a", "b", "c", "d")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small problems: one thread (several threads on a busy machine spin and run far slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def rotation(seed: int = 0) -> torch.Tensor:
     q, _ = torch.linalg.qr(torch.randn(6, 6, generator=torch.Generator().manual_seed(seed)))
     return q[:K]  # K orthonormal concept directions in a 6-unit layer
-
-
-class ConceptMaps(nn.Module):
-    """Images -> each concept's map [B, K, H, W] (label coded in channel 0, intensity in channel 1) plus noise."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        labels = torch.round(x[:, 0] * (K + 1)).long() - 1
-        onehot = F.one_hot(labels.clamp_min(0), K).permute(0, 3, 1, 2).float() * (labels >= 0)[:, None].float()
-        return onehot * x[:, 1:2]
 
 
 def concept_net(r: torch.Tensor) -> nn.Module:
@@ -49,7 +36,7 @@ def concept_net(r: torch.Tensor) -> nn.Module:
     with torch.no_grad():
         mix.weight.copy_(r.T[:, :, None, None])
         mix.bias.copy_(torch.tensor([0.3, 0, 0, 0, 0, 0]))
-    return nn.Sequential(OrderedDict(read=ConceptMaps(), mix=mix, pool=nn.AdaptiveAvgPool2d(1),
+    return nn.Sequential(OrderedDict(read=ConceptMaps(K), mix=mix, pool=nn.AdaptiveAvgPool2d(1),
                                      flat=nn.Flatten())).eval()
 
 

@@ -21,13 +21,7 @@ from ganviz.trace import count_hooks
 C, ATOMS, ACTIVE = 16, 32, 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: one thread (several threads on a busy machine spin and run ten times slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def planted(n: int = 5000, seed: int = 0):
