@@ -18,6 +18,11 @@ def test_classifier_accuracy(models):
     assert r["per_class_accuracy"]["soccer_field"] >= 0.90, r
 
 
+def test_vit_accuracy():
+    r = evaluate.evaluate_classifier(zoo.load("toy-vit")[0], n=2000)
+    assert r["accuracy"] >= 0.95, r
+
+
 def test_segmenter_accuracy(models):
     r = evaluate.evaluate_segmenter(models["toy-segmenter"], n=1000)
     assert r["pixel_accuracy"] >= 0.95, r

@@ -6,13 +6,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import ganviz
 from ganviz import zoo
 from ganviz.toyworld import CONCEPTS, SCENE_CLASSES
 from ganviz.zoo import train
 from ganviz.zoo.registry import WEIGHTS_DIR
 
 
-@pytest.mark.parametrize("name", ["toy-classifier", "toy-gan", "toy-segmenter", "toy-encoder"])
+@pytest.mark.parametrize("name", ["toy-classifier", "toy-vit", "toy-gan", "toy-segmenter", "toy-encoder"])
 def test_load_offline_with_metadata(name, monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError("loading a bundled model touched the network")
@@ -28,7 +29,11 @@ def test_load_offline_with_metadata(name, monkeypatch):
     if info.kind == "classifier":
         assert info.class_names == SCENE_CLASSES
         assert model(torch.zeros(2, 3, 64, 64)).shape == (2, len(SCENE_CLASSES))
-        assert model.conv5_3.conv.out_channels >= 128
+        if name == "toy-vit":  # token layers, presented as 8x8 maps
+            maps = ganviz.retain(model, torch.zeros(2, 3, 64, 64), list(info.layers))
+            assert {tuple(v.shape[2:]) for v in maps.values()} == {(8, 8)}, {k: v.shape for k, v in maps.items()}
+        else:
+            assert model.conv5_3.conv.out_channels >= 128
     elif info.kind == "generator":
         assert info.z_dim == 128
         out = model(torch.randn(2, 128))
@@ -71,7 +76,7 @@ def _losses(log):
             for part in line.split() if part.startswith(("loss=", "loss_d="))]
 
 
-@pytest.mark.parametrize("kind", ["classifier", "segmenter"])
+@pytest.mark.parametrize("kind", ["classifier", "vit", "segmenter"])
 def test_training_reduces_loss_and_resumes_exactly(kind, tmp_path):
     torch.set_num_threads(1)
     common = [kind, "--data", "96", "--batch", "16", "--workers", "1", "--log-every", "2", "--every", "10",

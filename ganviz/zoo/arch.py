@@ -7,7 +7,10 @@ import torch
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-__all__ = ["ToyVGG", "ToyGenerator", "ToyEncoder", "MinibatchStd", "ToyDiscriminator", "ToySegmenter"]
+from ..models.vit import VisionTransformer
+
+__all__ = ["ToyVGG", "ToyGenerator", "ToyEncoder", "MinibatchStd", "ToyDiscriminator", "ToySegmenter", "toy_vit",
+           "TOY_VIT"]
 
 
 def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
@@ -171,3 +174,12 @@ class ToySegmenter(nn.Module):
         d2 = self.dec2(torch.cat([self.up3(e3), e2], 1))
         d1 = self.dec1(torch.cat([self.up2(d2), e1], 1))
         return self.classifier(d1)
+
+
+TOY_VIT = dict(image_size=64, patch_size=8, embed_dim=128, depth=4, num_heads=4)
+"""The toy ViT's size: 8x8 patches of a 64x64 image (an 8x8 token grid, like ``conv5_3``'s maps), 4 blocks."""
+
+
+def toy_vit(num_classes: int = 8) -> VisionTransformer:
+    """A small ViT scene classifier with timm's layer names (``blocks.{i}``, ``blocks.{i}.mlp.act``), class token."""
+    return VisionTransformer(num_classes=num_classes, **TOY_VIT)

@@ -74,8 +74,8 @@ def generate(generator: nn.Module, n: int, seed: int = 0, z_dim: int = 128, batc
 
 def evaluate_classifier(classifier: nn.Module, n: int = 2000, seed: int = EVAL_SEED) -> dict:
     x, _, y = held_out(n, seed)
-    probs, _ = classifier_features(classifier, x)
-    pred = probs.argmax(1)
+    dev = _device(classifier)
+    pred = _batched(lambda b: classifier(b.to(dev)).argmax(1).cpu(), x)
     per_class = {SCENE_CLASSES[c]: float((pred[y == c] == c).float().mean()) for c in range(len(SCENE_CLASSES))}
     return {"n": n, "accuracy": float((pred == y).float().mean()), "per_class_accuracy": per_class}
 
@@ -179,6 +179,7 @@ BARS = {
     "classifier accuracy >= 0.95": lambda r: r["classifier"]["accuracy"] >= 0.95,
     "baseball/soccer accuracy >= 0.90 each": lambda r: min(r["classifier"]["per_class_accuracy"]["baseball_field"],
                                                           r["classifier"]["per_class_accuracy"]["soccer_field"]) >= 0.9,
+    "ViT accuracy >= 0.95": lambda r: r["vit"]["accuracy"] >= 0.95,
     "segmenter pixel accuracy >= 0.95": lambda r: r["segmenter"]["pixel_accuracy"] >= 0.95,
     "segmenter mean IoU >= 0.80": lambda r: r["segmenter"]["mean_iou"] >= 0.8,
     **GENERATOR_BARS,
@@ -223,7 +224,7 @@ def contact_sheet(generator: nn.Module, path: str | Path, n: int = 64, seed: int
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m ganviz.zoo.evaluate", description=__doc__.split("\n")[0])
-    p.add_argument("--models", nargs="+", default=["classifier", "segmenter", "generator", "encoder"])
+    p.add_argument("--models", nargs="+", default=["classifier", "vit", "segmenter", "generator", "encoder"])
     p.add_argument("--n-classifier", type=int, default=2000)
     p.add_argument("--n-segmenter", type=int, default=1000)
     p.add_argument("--n-generator", type=int, default=1000)
@@ -246,6 +247,8 @@ def main(argv: list[str] | None = None) -> dict:
     seg = load("toy-segmenter", args.device)[0] if {"segmenter", "generator"} & set(args.models) else None
     if "classifier" in args.models:
         report["classifier"] = evaluate_classifier(clf, args.n_classifier)
+    if "vit" in args.models:
+        report["vit"] = evaluate_classifier(load("toy-vit", args.device)[0], args.n_classifier)
     if "segmenter" in args.models:
         report["segmenter"] = evaluate_segmenter(seg, args.n_segmenter)
     if "generator" in args.models:

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..checkpoints import check_regular_file
 from ..toyworld import CONCEPTS, SCENE_CLASSES
-from .arch import ToyEncoder, ToyGenerator, ToySegmenter, ToyVGG
+from .arch import TOY_VIT, ToyEncoder, ToyGenerator, ToySegmenter, ToyVGG, toy_vit
 
 __all__ = ["WEIGHTS_DIR", "MANIFEST", "ChecksumError", "ModelInfo", "available", "info", "load", "save_weights",
            "adapter"]
@@ -57,7 +57,12 @@ class ModelInfo:
 
 def _specs() -> dict[str, tuple[Callable[[], nn.Module], ModelInfo]]:
     vgg_layers = tuple(f"conv{b}_{k}" for b in range(1, 6) for k in range(1, ToyVGG.depths[b] + 1))
+    vit_layers = tuple(n for i in range(TOY_VIT["depth"]) for n in (f"blocks.{i}", f"blocks.{i}.mlp.act"))
     return {
+        "toy-vit": (lambda: toy_vit(len(SCENE_CLASSES)), ModelInfo(
+            "toy-vit", "classifier", 64, (-1.0, 1.0), vit_layers, "blocks.3.mlp.act", class_names=SCENE_CLASSES,
+            description="small vision transformer scene classifier (8x8 patches, 4 blocks; token layers are "
+                        "presented as 8x8 maps)")),
         "toy-classifier": (lambda: ToyVGG(len(SCENE_CLASSES)), ModelInfo(
             "toy-classifier", "classifier", 64, (-1.0, 1.0), vgg_layers, "conv5_3", class_names=SCENE_CLASSES,
             description="VGG-style scene classifier (8 toy-world scene classes, 64x64 input)")),

@@ -1,4 +1,4 @@
-"""Train the bundled toy-world models on the CPU: ``python -m ganviz.zoo.train classifier|gan|segmenter|encoder``.
+"""Train the bundled toy-world models on the CPU: ``python -m ganviz.zoo.train classifier|vit|gan|segmenter|encoder``.
 
 Every run renders its training scenes from toy world seed ``--world-seed`` (default 0), checkpoints to
 ``--out`` every ``--every`` steps and resumes from the latest checkpoint there.  The batch order is a pure
@@ -19,22 +19,24 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..toyworld import CONCEPTS, SCENE_CLASSES
-from .arch import ToySegmenter, ToyVGG
+from .arch import ToySegmenter, ToyVGG, toy_vit
 from .registry import save_weights
 from .train_encoder import train_encoder
 from .train_gan import export_gan_checkpoint, train_gan
-from .training import Run, batch_indices, render_dataset, run_loop, to_input
+from .training import Run, autocast_dtype, batch_indices, render_dataset, run_loop, to_input
 
-__all__ = ["train_classifier", "train_segmenter", "train_gan", "train_encoder", "refit_sparse_head",
+__all__ = ["train_classifier", "train_vit", "train_segmenter", "train_gan", "train_encoder", "refit_sparse_head",
            "TRAINERS", "DEFAULTS", "ZOO_NAMES", "main"]
 
 
 
 def _train_supervised(args, name: str, factory: Callable[[], nn.Module], images: torch.Tensor,
                       targets: torch.Tensor, lr: float, weight_decay: float, metric: str,
-                      label_smoothing: float = 0.0) -> tuple[nn.Module, Run]:
-    """AdamW + one-cycle training with cross-entropy on flipped batches; per-pixel targets flip with the image."""
+                      label_smoothing: float = 0.0, clip: float = 0.0) -> tuple[nn.Module, Run]:
+    """AdamW + one-cycle training with cross-entropy on flipped batches; per-pixel targets flip with the image.
+    ``clip``: clip the gradient norm (0: off).  bf16 autocast only where the CPU computes it natively."""
     torch.manual_seed(args.seed)
+    dtype = autocast_dtype(torch.device("cpu"), args.autocast)
     model = factory().to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr or lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr or lr, total_steps=args.steps, pct_start=0.1)
@@ -50,11 +52,13 @@ def _train_supervised(args, name: str, factory: Callable[[], nn.Module], images:
         y = targets[idx].long()
         if y.ndim > 1:
             y[flip] = y[flip].flip(-1)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if clip:
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
         opt.step()
         sched.step()
         acc = (logits.argmax(1) == y).float().mean().item()
@@ -73,6 +77,15 @@ def train_classifier(args) -> nn.Module:
         refit_sparse_head(model, images[:n], classes[:n], args.head_l1)
         run.write(f"refit fc on {n} images with L1 {args.head_l1}: units per class "
                   f"{(model.fc.weight != 0).sum(1).tolist()}")
+    return model
+
+
+def train_vit(args) -> nn.Module:
+    """The toy ViT: the classifier's data and schedule, with the usual ViT settings (weight decay 0.05, gradient
+    clipping at 1, label smoothing 0.1)."""
+    images, _, classes = render_dataset(args.data, args.world_seed, args.workers)
+    model, _ = _train_supervised(args, "vit", lambda: toy_vit(len(SCENE_CLASSES)), images, classes, lr=1e-3,
+                                 weight_decay=0.05, metric="acc", label_smoothing=0.1, clip=1.0)
     return model
 
 
@@ -130,15 +143,17 @@ def train_segmenter(args) -> nn.Module:
     return model
 
 
-TRAINERS = {"classifier": train_classifier, "segmenter": train_segmenter, "gan": train_gan,
-            "encoder": train_encoder}
+TRAINERS = {"classifier": train_classifier, "vit": train_vit, "segmenter": train_segmenter,
+            "gan": train_gan, "encoder": train_encoder}
 DEFAULTS = {  # steps, batch, rendered training scenes
     "classifier": dict(steps=2000, batch=128, data=40000),
+    "vit": dict(steps=3000, batch=128, data=40000),
     "segmenter": dict(steps=1500, batch=32, data=20000),
     "gan": dict(steps=10000, batch=64, data=50000),
     "encoder": dict(steps=6000, batch=64, data=0),  # trains on generated images only
 }
-ZOO_NAMES = {"classifier": "toy-classifier", "segmenter": "toy-segmenter", "gan": "toy-gan", "encoder": "toy-encoder"}
+ZOO_NAMES = {"classifier": "toy-classifier", "vit": "toy-vit", "segmenter": "toy-segmenter", "gan": "toy-gan",
+             "encoder": "toy-encoder"}
 
 
 def _parser() -> argparse.ArgumentParser:
