@@ -23,7 +23,6 @@ import torch
 import ganviz
 from ganviz.formats import save_random_checkpoint
 from ganviz.models.segmenters import ColorSegmenter
-from ganviz.paint import Painter
 
 
 def cuda_tests() -> int:

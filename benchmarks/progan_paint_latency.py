@@ -29,6 +29,7 @@ import ganviz
 from ganviz.adapters import Normalize, SegmenterAdapter
 from ganviz.formats import save_random_checkpoint
 from ganviz.models.segmenters import ColorSegmenter
+from ganviz.widgets import PaintCanvas
 
 
 def median_ms(times: list) -> str:
