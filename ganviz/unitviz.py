@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .basis import unit_noun
 from .dissect import DissectionResult, as_source
 from .imaging import highlight_region, make_grid, to_uint8
 from .trace import Trace
@@ -50,7 +49,8 @@ def unit_top_images(model: nn.Module, result: DissectionResult, source, unit: in
         raise IndexError(f"unit {unit} out of range for layer {result.layer!r} with {result.num_units} units")
     idx = [int(i) for i in result.topk_indices[unit][:n] if i >= 0]
     if not idx:
-        raise ValueError(f"{unit_noun(result.layer)} {unit} has no top images (was the dissection run on an empty data set?)")
+        raise ValueError(f"{result.noun()} {unit} has no top images (was the dissection run on an empty data "
+                         "set?)")
     images, maps = images_and_maps(model, result.layer, source, idx, [unit], result.model_kind, preprocess)
     thr = float(result.thresholds[unit])
     return np.stack([highlight_region(img, m[0].numpy() > thr) for img, m in zip(images, maps)])
@@ -75,7 +75,7 @@ def plot_unit_detail(result: DissectionResult, unit: int):
     ax1.set_xlabel("activation")
     ax1.set_ylabel("fraction below")
     ax1.legend(fontsize=7, loc="lower right")
-    ax1.set_title(f"{unit_noun(result.layer)} {unit}: activation distribution", fontsize=9)
+    ax1.set_title(f"{result.noun()} {unit}: activation distribution", fontsize=9)
     iou = result.iou[unit]
     order = np.argsort(-iou)
     ax2.bar(range(len(iou)), iou[order], color=["#55a868" if v >= 0.04 else "#999999" for v in iou[order]])

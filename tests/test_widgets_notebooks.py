@@ -67,3 +67,22 @@ def test_saved_outputs_show_pictures_not_reprs(path):
                 assert base64.b64decode(data["image/jpeg"])[:2] == b"\xff\xd8", f"cell {i}: broken JPEG"
             else:
                 assert not REPR.search(text), f"cell {i} shows a repr instead of a picture: {text[:80]}"
+
+
+def test_static_pictures_are_jpeg_only_where_that_pays():
+    import numpy as np
+
+    from ganviz.widgets._base import static_picture
+
+    from ganviz.imaging import png_bytes
+    from ganviz.widgets._base import STATIC_MAX_PNG, STATIC_SMALL_PNG
+
+    rng = np.random.default_rng(0)  # a smooth, slightly noisy picture: a PNG of middling size, a small JPEG
+    y, x = np.mgrid[0:160, 0:200] / 20.0
+    smooth = np.stack([np.sin(x + y), np.cos(x * 0.7 - y), np.sin(x * y / 10)], -1)
+    photo = np.clip(127 + 100 * smooth + rng.normal(0, 6, smooth.shape), 0, 255).astype(np.uint8)
+    assert STATIC_SMALL_PNG < len(png_bytes(photo)) < STATIC_MAX_PNG  # the band where the rule decides
+    chart = np.full((300, 400, 3), 255, np.uint8)
+    chart[50:250:10, 40:360] = (30, 60, 200)  # lines on white: PNG is small and sharp
+    assert set(static_picture(photo)) == {"image/jpeg"}
+    assert set(static_picture(chart)) == {"image/png"}

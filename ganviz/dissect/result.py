@@ -134,6 +134,10 @@ class DissectionResult:
         """Labels of the units whose best IoU is at least ``min_iou``, in unit order."""
         return [self.label(u, runners_up) for u in np.nonzero(self.best_iou >= min_iou)[0]]
 
+    def noun(self, n: int = 1) -> str:
+        """What a channel of this layer is called: "unit(s)", or "feature(s)" for the features of a basis."""
+        return unit_noun(self.layer, n)
+
     def units_for(self, concept: Union[str, int], n: Optional[int] = None, labelled_only: bool = False,
                   min_iou: float = 0.0) -> List[int]:
         """Units ranked by their IoU with ``concept`` (descending).
@@ -190,10 +194,11 @@ class DissectionResult:
         ax.bar(range(len(names)), [counts[c] for c in names], color="#4c72b0")
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=60, ha="right")
-        ax.set_ylabel(unit_noun(self.layer, 2))
+        ax.set_ylabel(self.noun(2))
         if not names:
-            ax.text(0.5, 0.5, f"no {unit_noun(self.layer)} reaches IoU {min_iou}", ha="center", va="center", transform=ax.transAxes)
-        noun = unit_noun(self.layer, 2)
+            ax.text(0.5, 0.5, f"no {self.noun()} reaches IoU {min_iou}", ha="center", va="center",
+                    transform=ax.transAxes)
+        noun = self.noun(2)
         ax.set_title(title or f"which {noun} match concepts best: {self.layer} "
                               f"({sum(counts.values())}/{self.num_units} {noun}, IoU >= {min_iou})", fontsize=9)
         return fig

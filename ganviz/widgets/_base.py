@@ -173,22 +173,26 @@ STATIC_MAX_SIZE = (800, 600)
 """Largest static picture (width, height) a view puts in a notebook; larger views are scaled down."""
 STATIC_MAX_PNG = 120_000
 """Bytes above which the static picture is stored as JPEG instead of PNG (saved notebooks stay small)."""
+STATIC_SMALL_PNG = 30_000
+"""Bytes below which the PNG is kept as it is; between the two, JPEG when it is under half the PNG's size."""
 
 
 def static_picture(image: np.ndarray) -> dict[str, bytes]:
     """A view's picture for a notebook's saved output: ``{"image/png": ...}``, or ``{"image/jpeg": ...}`` when
-    the PNG would be large (photo-like grids), scaled down to fit :data:`STATIC_MAX_SIZE`."""
+    the PNG would be large or a photo-like picture (JPEG under half the PNG), scaled down to fit
+    :data:`STATIC_MAX_SIZE`."""
     h, w = image.shape[:2]
     scale = min(1.0, STATIC_MAX_SIZE[0] / w, STATIC_MAX_SIZE[1] / h)
     picture = Image.fromarray(image)
     if scale < 1:
         picture = picture.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.LANCZOS)
     png = png_bytes(np.asarray(picture))
-    if len(png) <= STATIC_MAX_PNG:
+    if len(png) <= STATIC_SMALL_PNG:
         return {"image/png": png}
     buf = io.BytesIO()
     picture.convert("RGB").save(buf, format="JPEG", quality=85)
-    return {"image/jpeg": buf.getvalue()}
+    jpeg = buf.getvalue()  # photo-like grids shrink several times as JPEG; charts and flat pictures hardly do
+    return {"image/jpeg": jpeg} if len(png) > STATIC_MAX_PNG or 2 * len(jpeg) < len(png) else {"image/png": png}
 
 
 def image_widget(image: np.ndarray | None = None, width: int = 192) -> W.Image:

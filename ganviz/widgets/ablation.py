@@ -141,7 +141,8 @@ class AblationPanel(ViewBase):
         n = self.num_units
         bad = [u for u in units if not 0 <= u < n]
         if bad:
-            raise IndexError(f"{self._noun()} {bad[0]} out of range for layer {self.layer!r} with {n} {self._noun(n)} "
+            raise IndexError(f"{self._noun()} {bad[0]} out of range for layer {self.layer!r} with {n} "
+                             f"{self._noun(n)} "
                              f"(expected 0..{n - 1})")
         return units
 
@@ -223,7 +224,8 @@ class AblationPanel(ViewBase):
         removed = [u for u, s in scales.items() if s == 0]
         top = self.class_names[int(self.probs.argmax())]
         self.state.set_trait("prediction", top)
-        self.say(f"{self.image_label}: predicted {top}" + (f"; {self._noun(2)} removed: {removed}" if removed else ""))
+        self.say(f"{self.image_label}: predicted {top}"
+                 + (f"; {self._noun(2)} removed: {removed}" if removed else ""))
 
     def find_flip(self, max_units: int = 5) -> ablation.FlipResult:
         """Search a small set of units whose removal changes the top class; set their sliders to 0."""
@@ -237,9 +239,11 @@ class AblationPanel(ViewBase):
         names = ""
         if self.result is not None:
             names = " (" + ", ".join(self.result.label(u).name() for u in res.units) + ")"
-        verdict = (f"removing {self._noun(2)} {res.units}{names} turns {self.class_names[res.original_class]} into "
+        verdict = (f"removing {self._noun(2)} {res.units}{names} turns {self.class_names[res.original_class]} "
+                   "into "
                    f"{self.class_names[res.new_class]}" if res.flipped else
-                   f"removing {len(res.units)} {self._noun(len(res.units))} did not change {self.class_names[res.original_class]}")
+                   f"removing {len(res.units)} {self._noun(len(res.units))} did not change "
+                   f"{self.class_names[res.original_class]}")
         self.flip_result = res
         self.say(verdict)
         return res

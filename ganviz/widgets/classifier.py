@@ -16,7 +16,6 @@ import traitlets
 from PIL import Image, ImageDraw, ImageFont
 
 from ..adapters import ClassifierAdapter, as_classifier
-from ..basis import unit_noun
 from ..dissect import DissectionResult, as_source
 from ..gradcam import gradcam
 from ..imaging import heatmap_overlay, make_grid, png_bytes, upscale
@@ -60,7 +59,7 @@ class GridState(ViewState):
     def _unit_in_range(self, proposal: dict[str, Any]) -> int | None:
         unit = proposal["value"]
         if unit is not None and not 0 <= unit < self.result.num_units:
-            raise traitlets.TraitError(f"{unit_noun(self.result.layer)} {unit} out of range (layer {self.result.layer} has "
+            raise traitlets.TraitError(f"{self.result.noun()} {unit} out of range (layer {self.result.layer} has "
                                        f"{self.result.num_units})")
         return unit
 
@@ -97,7 +96,7 @@ class TopActivationGrid(ViewBase):
         self._refresh(reset_page=True)
 
     def _build(self) -> None:
-        noun = unit_noun(self.result.layer)
+        noun = self.result.noun()
         self.sort = W.ToggleButtons(options=[("by IoU", "iou"), (f"by {noun}", "unit")], value="iou",
                                     description="Sort", layout=W.Layout(display="flex", align_items="center"))
         self.concept = W.Dropdown(options=[ALL] + list(self.result.concept_names), value=ALL, description="Concept")
@@ -135,7 +134,7 @@ class TopActivationGrid(ViewBase):
         return units[start:start + self.per_page]
 
     def caption(self, unit: int) -> str:
-        return f"{unit_noun(self.result.layer)} {unit}: {self.result.label(unit).describe()}"
+        return f"{self.result.noun()} {unit}: {self.result.label(unit).describe()}"
 
     def strip(self, unit: int) -> np.ndarray:
         if unit not in self._strips:
@@ -153,7 +152,8 @@ class TopActivationGrid(ViewBase):
             self.page.value = 1
         self.unit.options = [(self.caption(u), u) for u in units[:500]]
         self._show_page()
-        self.say(f"{len(units)} {unit_noun(self.result.layer, 2)} shown of {self.result.num_units} in {self.result.layer}; "
+        self.say(f"{len(units)} {self.result.noun(2)} shown of {self.result.num_units} in "
+                 f"{self.result.layer}; "
                  f"page {self.page.value} of {pages + 1}")
 
     def _show_page(self) -> None:
@@ -163,7 +163,7 @@ class TopActivationGrid(ViewBase):
             rows.append(W.HBox([label, image_widget(self.strip(u), width=self.strip(u).shape[1])],
                                layout=W.Layout(align_items="center")))
         if not rows:
-            rows = [W.HTML(f"<i>no {unit_noun(self.result.layer)} matches this filter</i>")]
+            rows = [W.HTML(f"<i>no {self.result.noun()} matches this filter</i>")]
         self.rows.children = rows
 
     def select(self, unit: int | None) -> None:
@@ -172,7 +172,8 @@ class TopActivationGrid(ViewBase):
             return
         unit = int(unit)
         if not 0 <= unit < self.result.num_units:
-            raise IndexError(f"{unit_noun(self.result.layer)} {unit} out of range (layer {self.result.layer} has {self.result.num_units})")
+            raise IndexError(f"{self.result.noun()} {unit} out of range (layer {self.result.layer} has "
+                             f"{self.result.num_units})")
         if self.state.unit == unit:
             self._show_unit(unit)
         self.state.unit = unit  # its observer shows the unit
@@ -186,7 +187,8 @@ class TopActivationGrid(ViewBase):
         self.detail_images_w.layout.width = f"{grid.shape[1]}px"
         lab = self.result.label(unit)
         others = ", ".join(f"{c} {v:.2f}" for c, v in lab.runners_up)
-        self.detail_title.value = (f"<b>{unit_noun(self.result.layer)} {unit}</b>: {html.escape(lab.describe(digits=3))}; "
+        self.detail_title.value = (f"<b>{self.result.noun()} {unit}</b>: "
+                                   f"{html.escape(lab.describe(digits=3))}; "
                                    f"runners-up: {html.escape(others)}; threshold "
                                    f"{self.result.thresholds[unit]:.3f}")
         self.detail_plot.value = figure_png(plot_unit_detail(self.result, unit))
@@ -243,10 +245,10 @@ class DissectionSummary(ViewBase):
         body = "".join(f"<tr><td>{u}</td><td>{html.escape(c)}</td><td>{v:.3f}</td>{extra(u)}</tr>"
                        for u, c, v in self.rows())
         head = "<th>when off</th>" if self.checks else ""
-        self.table.value = (f"<table class='ganviz-table'><tr><th>{unit_noun(self.result.layer)}</th>"
+        self.table.value = (f"<table class='ganviz-table'><tr><th>{self.result.noun()}</th>"
                             "<th>concept</th><th>IoU</th>"
                             f"{head}</tr>{body}</table>")
-        self.say(f"{len(self.rows())} of {self.result.num_units} {unit_noun(self.result.layer, 2)} reach IoU "
+        self.say(f"{len(self.rows())} of {self.result.num_units} {self.result.noun(2)} reach IoU "
                  f"{self.min_iou.value:.2f}")
 
     def render(self) -> np.ndarray:

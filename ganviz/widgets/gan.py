@@ -14,7 +14,6 @@ import torch
 import traitlets
 
 from ..adapters import GeneratorAdapter, as_generator
-from ..basis import unit_noun
 from ..dissect import DissectionResult
 from ..generator_units import MIN_PIXELS, GeneratorProbe
 from ..imaging import highlight_region, make_grid, png_bytes, to_uint8, upscale
@@ -118,7 +117,8 @@ class UnitSwitchboard(ViewBase):
         """``[(unit, score)]``: IoU, or the causal drop of the concept's area (computed once per concept)."""
         if self.ranking.value == "effect":
             if concept not in self.effects:
-                self.say(f"ranking {unit_noun(self.probe.layer, 2)} by their effect on {concept} over {len(self.z_rank)} samples ...")
+                self.say(f"ranking {self.probe.result.noun(2)} by their effect on {concept} over "
+                         f"{len(self.z_rank)} samples ...")
                 self.effects[concept] = self.probe.rank_by_effect(concept, self.z_rank)
             return self.effects[concept][:self.n_units]
         j = self.probe.concept_index(concept)
@@ -138,7 +138,7 @@ class UnitSwitchboard(ViewBase):
 
     def _switch(self, u: int, score: float, what: str) -> W.HBox:
         label = self.probe.result.label(u)
-        toggle = W.ToggleButton(value=True, description=f"{unit_noun(self.probe.layer)} {u}",
+        toggle = W.ToggleButton(value=True, description=f"{self.probe.result.noun()} {u}",
                                 layout=W.Layout(width="100px"),
                                 tooltip=label.describe(digits=3))
         slider = W.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.05, readout_format=".2f",
@@ -186,7 +186,7 @@ class UnitSwitchboard(ViewBase):
         self.after = after                                                    # switches' state meanwhile
         self.readout.value = (f"<b>{html.escape(concept)}</b> covers {before_total / len(after) * 100:.1f}% of "
                               f"the pixels as generated, {after_total / len(after) * 100:.1f}% now{change}; "
-                              f"{off} {unit_noun(self.probe.layer, off)} off")
+                              f"{off} {self.probe.result.noun(off)} off")
         self.say("")
 
     def render(self) -> np.ndarray:

@@ -16,7 +16,6 @@ import traitlets
 from ipycanvas import Canvas
 
 from ..adapters import GeneratorAdapter, as_generator
-from ..basis import unit_noun
 from ..dissect import DissectionResult
 from ..imaging import concept_color, load_photo, upscale
 from ..inversion import InversionResult, Inverter
@@ -94,7 +93,7 @@ class PaintCanvas(ViewBase):
         self.inverter = inverter
         palette = list(concepts) if concepts is not None else self._palette()
         if not palette:
-            raise ValueError(f"no concept has a labelled {unit_noun(result.layer)} in {result.layer!r}; pass "
+            raise ValueError(f"no concept has a labelled {result.noun()} in {result.layer!r}; pass "
                              "concepts=[...] to paint "
                              "anyway")
         unknown = [c for c in palette if c not in result.concept_names]
