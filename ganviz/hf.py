@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from .conceptmaps import MappingLike, concept_names, concepts_for
 from .layouts import Layout, LayoutError, infer_layout, primary_tensor
-from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, Normalize
+from .preprocessing import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Normalize
 
 __all__ = ["EXTRA_HINT", "FAMILY_DEFAULTS", "Preprocessing", "HFImageClassifier", "HFSegmenter",
            "load_hf", "load_hf_classifier", "load_hf_segmenter", "read_preprocessing", "require_transformers"]
@@ -61,6 +61,7 @@ FAMILY_DEFAULTS: Dict[str, Tuple[Triple, Triple, int]] = {
     "convnext": (IMAGENET_MEAN, IMAGENET_STD, 224), "convnextv2": (IMAGENET_MEAN, IMAGENET_STD, 224),
     "resnet": (IMAGENET_MEAN, IMAGENET_STD, 224), "swin": (IMAGENET_MEAN, IMAGENET_STD, 224),
     "segformer": (IMAGENET_MEAN, IMAGENET_STD, 512), "upernet": (IMAGENET_MEAN, IMAGENET_STD, 512),
+    "clip": (CLIP_MEAN, CLIP_STD, 224),
     "": (IMAGENET_MEAN, IMAGENET_STD, 224),
 }
 """``model_type`` -> (mean, std, image size) of the family's published checkpoints (``""``: anything else)."""

@@ -18,7 +18,7 @@ A label is *confirmed* when the measured quantity falls by at least ``min_drop``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -41,7 +41,7 @@ class LabelCheck:
 
     unit: int
     concept: str
-    measure: str  # "area" (generators) or "p(class)" (classifiers)
+    measure: str  # "area" (generators), "p(class)" (classifiers) or "p(word)" (a word, via a text-image model)
     before: float
     after: float
     samples: int
@@ -60,45 +60,59 @@ class LabelCheck:
         return f"{self.concept}: {self.measure} {self.change:+.0%} when off"
 
 
-def _labelled(result: DissectionResult, units: Optional[Sequence[int]], min_iou: float) -> list:
+Labels = Union[DissectionResult, Mapping[int, str]]
+
+
+def _labelled(result: Labels, units: Optional[Sequence[int]], min_iou: float) -> List[Tuple[int, str]]:
+    """``(unit, concept)`` pairs to check: a dissection's labels at ``min_iou``, or given ``{unit: concept}``
+    (e.g. open-vocabulary labels mapped to concepts)."""
+    if isinstance(result, Mapping):
+        return [(int(u), c) for u, c in result.items() if units is None or u in units]
     labels = result.labels(min_iou) if units is None else [result.label(u) for u in units]
-    return [lab for lab in labels if lab.iou >= min_iou]
+    return [(lab.unit, lab.concept) for lab in labels if lab.iou >= min_iou]
 
 
 def generator_label_checks(probe: GeneratorProbe, z: Tensor, units: Optional[Sequence[int]] = None,
-                           min_iou: float = LABEL_MIN_IOU) -> Dict[int, LabelCheck]:
-    """Switch each labelled unit of ``probe``'s layer off alone over latents ``z`` and measure its concept's area."""
+                           min_iou: float = LABEL_MIN_IOU, labels: Optional[Mapping[int, str]] = None
+                           ) -> Dict[int, LabelCheck]:
+    """Switch each labelled unit of ``probe``'s layer off alone over latents ``z`` and measure its concept's area
+    (``labels``: check these ``{unit: concept}`` instead of the probe's dissection labels)."""
     out: Dict[int, LabelCheck] = {}
     base: Dict[str, float] = {}
-    for lab in _labelled(probe.result, units, min_iou):
-        if lab.concept not in base:
-            base[lab.concept] = float(probe.area(lab.concept, z).mean())
-        after = float(probe.area(lab.concept, z, Ablate([lab.unit])).mean())
-        out[lab.unit] = LabelCheck(lab.unit, lab.concept, "area", base[lab.concept], after, len(z))
+    for unit, concept in _labelled(probe.result if labels is None else labels, units, min_iou):
+        if concept not in base:
+            base[concept] = float(probe.area(concept, z).mean())
+        after = float(probe.area(concept, z, Ablate([unit])).mean())
+        out[unit] = LabelCheck(unit, concept, "area", base[concept], after, len(z))
     return out
 
 
 @torch.no_grad()
-def classifier_label_checks(model: nn.Module, layer: str, result: DissectionResult, x: Tensor, labels: Tensor,
+def classifier_label_checks(model: nn.Module, layer: str, result: Labels, x: Tensor, labels: Tensor,
                             units: Optional[Sequence[int]] = None, min_iou: float = LABEL_MIN_IOU,
-                            min_share: float = 0.01, max_images: int = 64) -> Dict[int, LabelCheck]:
+                            min_share: float = 0.01, max_images: int = 64,
+                            concept_names: Optional[Sequence[str]] = None) -> Dict[int, LabelCheck]:
     """Switch each labelled unit of ``layer`` off alone and measure the predicted class's probability over the
-    images ``x`` (model input) whose label maps ``labels`` (N, H, W) show the unit's concept."""
+    images ``x`` (model input) whose label maps ``labels`` (N, H, W) show the unit's concept.  ``result``: a
+    dissection (its labels at ``min_iou``) or ``{unit: concept}`` with ``concept_names`` naming the label values."""
+    names = list(result.concept_names if isinstance(result, DissectionResult) else concept_names or [])
+    if not names:
+        raise ValueError("checking {unit: concept} labels needs concept_names= (the concepts of the label maps)")
     if len(x) != len(labels):
         raise ValueError(f"{len(x)} images but {len(labels)} label maps")
     probs = predict(model, x)
     top = probs.argmax(1)
     out: Dict[int, LabelCheck] = {}
-    for lab in _labelled(result, units, min_iou):
-        k = result.concept_names.index(lab.concept)
+    for unit, concept in _labelled(result, units, min_iou):
+        k = names.index(concept)
         shows = ((labels == k).float().mean((1, 2)) >= min_share).nonzero().flatten()[:max_images]
         if len(shows) == 0:
-            out[lab.unit] = LabelCheck(lab.unit, lab.concept, "p(class)", 0.0, 0.0, 0)
+            out[unit] = LabelCheck(unit, concept, "p(class)", 0.0, 0.0, 0)
             continue
         rows = torch.arange(len(shows))
         before = float(probs[shows, top[shows]].mean())
-        after = float(predict(model, x[shows], layer, Ablate([lab.unit]))[rows, top[shows]].mean())
-        out[lab.unit] = LabelCheck(lab.unit, lab.concept, "p(class)", before, after, len(shows))
+        after = float(predict(model, x[shows], layer, Ablate([unit]))[rows, top[shows]].mean())
+        out[unit] = LabelCheck(unit, concept, "p(class)", before, after, len(shows))
     return out
 
 

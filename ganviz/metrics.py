@@ -20,7 +20,8 @@ from torch import nn
 from .plumbing import eval_mode, model_device
 from .trace import Trace, get_module
 
-__all__ = ["frechet_distance", "two_sample_accuracy", "confusion", "segmentation_scores", "FeatureExtractor", "layer_features"]
+__all__ = ["frechet_distance", "two_sample_accuracy", "confusion", "segmentation_scores", "FeatureExtractor", "layer_features",
+           "roc_auc"]
 
 
 def _sqrt_psd(m: np.ndarray) -> np.ndarray:
@@ -76,6 +77,22 @@ def two_sample_accuracy(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tens
     with torch.no_grad():
         pred = (x_test @ w[:-1] + w[-1]) > 0
     return float((pred.double() == y_test).double().mean())
+
+
+def roc_auc(scores: np.ndarray | torch.Tensor, positive: np.ndarray | torch.Tensor) -> float:
+    """Area under the ROC curve: the chance that a random positive scores above a random negative (ties half)."""
+    s = np.asarray(scores, np.float64).ravel()
+    y = np.asarray(positive, bool).ravel()
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"AUC needs positives and negatives, got {n_pos} and {n_neg}")
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s))
+    sorted_s = s[order]
+    _, first, counts = np.unique(sorted_s, return_index=True, return_counts=True)
+    avg = first + (counts - 1) / 2.0 + 1  # average 1-based rank of each tie group
+    ranks[order] = np.repeat(avg, counts)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:

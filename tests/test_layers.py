@@ -5,9 +5,9 @@ import circle, function-local imports included):
 
 1. plumbing: plumbing, preprocessing, progress, trace, edits, layouts, stats, cache, checkpoints, toyworld,
    conceptmaps (concept-name mappings), basis (reading a layer in units, dictionary features or directions)
-2. core computation: dissect, ablation, gradcam, imaging, metrics, models, zoo.arch, sae, directions
-3. experiments: generator_units, paint, inversion, omission, unitviz, adapters
-4. front: widgets, zoo (registry, bundled dissections, training, evaluation), formats, hf, fid_score
+2. core computation: dissect, ablation, gradcam, imaging, metrics, models, zoo.arch, sae, directions, textimage
+3. experiments: generator_units, paint, inversion, omission, unitviz, adapters, label_checks, openvocab
+4. front: widgets, zoo (registry, bundled dissections, training, evaluation), formats, hf, fid_score, clip_files
 5. entry points: apps, the command line (__main__), the facade (ganviz/__init__.py)
 """
 from __future__ import annotations
@@ -22,9 +22,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ganviz"
 FLOORS = {
     1: ["plumbing", "preprocessing", "progress", "trace", "edits", "layouts", "stats", "cache", "checkpoints",
         "toyworld", "conceptmaps", "basis", "charts", "hooks"],
-    2: ["dissect", "ablation", "gradcam", "imaging", "metrics", "models", "zoo.arch", "sae", "directions"],
-    3: ["generator_units", "paint", "inversion", "omission", "unitviz", "adapters", "label_checks"],
-    4: ["widgets", "zoo", "formats", "hf", "fid_score"],
+    2: ["dissect", "ablation", "gradcam", "imaging", "metrics", "models", "zoo.arch", "sae", "directions",
+        "textimage"],
+    3: ["generator_units", "paint", "inversion", "omission", "unitviz", "adapters", "label_checks", "openvocab"],
+    4: ["widgets", "zoo", "formats", "hf", "fid_score", "clip_files"],
     5: ["apps", "__main__", ""],  # "" is the facade, ganviz/__init__.py
 }
 MAX_MODULE_LINES = 500

@@ -7,6 +7,7 @@ owns its layer::
     GradCamView(classifier, data, ["conv4_3", "conv5_3"], class_names=names)
     PaintCanvas(generator, result)                  UnitSwitchboard(generator, segmenter, result)
     WhereCanItGo(generator, segmenter, result)      InversionView(inverter)  # or a GeneratorAdapter
+    WordSearch(word_probe_classifier(model, layer, data, ganviz.toy_text_image()))   # type a word, see units
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from .classifier import DissectionSummary, GradCamView, TopActivationGrid
 from .gan import UnitSwitchboard, WhereCanItGo
 from .inversion import InversionGrid, InversionView
 from .paint import PaintCanvas
+from .words import WordSearch
 
 __all__ = ["TopActivationGrid", "DissectionSummary", "AblationPanel", "GradCamView", "UnitSwitchboard",
-           "WhereCanItGo", "PaintCanvas", "InversionView", "InversionGrid", "ViewBase", "ViewState"]
+           "WhereCanItGo", "PaintCanvas", "InversionView", "InversionGrid", "WordSearch", "ViewBase", "ViewState"]

@@ -1,6 +1,7 @@
 """Architectures of the bundled toy-world models (small, but named like the real networks they stand in for)."""
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import torch
@@ -10,7 +11,7 @@ from torch.nn.utils import spectral_norm
 from ..models.vit import VisionTransformer
 
 __all__ = ["ToyVGG", "ToyGenerator", "ToyEncoder", "MinibatchStd", "ToyDiscriminator", "ToySegmenter", "toy_vit",
-           "TOY_VIT"]
+           "TOY_VIT", "ToyTextEncoder", "ToyCLIP"]
 
 
 def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
@@ -183,3 +184,49 @@ TOY_VIT = dict(image_size=64, patch_size=8, embed_dim=128, depth=4, num_heads=4)
 def toy_vit(num_classes: int = 8) -> VisionTransformer:
     """A small ViT scene classifier with timm's layer names (``blocks.{i}``, ``blocks.{i}.mlp.act``), class token."""
     return VisionTransformer(num_classes=num_classes, **TOY_VIT)
+
+
+class ToyTextEncoder(nn.Module):
+    """Words -> one embedding: token and position embeddings, pre-norm transformer blocks, a final LayerNorm,
+    the mean over the non-padding tokens and a linear projection (CLIP's text tower, small)."""
+
+    def __init__(self, vocab_size: int, width: int = 128, depth: int = 2, heads: int = 4, max_len: int = 32,
+                 embed_dim: int = 128):
+        super().__init__()
+        self.token_embedding = nn.Embedding(vocab_size, width, padding_idx=0)
+        self.positional_embedding = nn.Parameter(torch.randn(max_len, width) * 0.01)
+        layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.0, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.transformer = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.ln_final = nn.LayerNorm(width)
+        self.projection = nn.Linear(width, embed_dim, bias=False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        keep = tokens != 0
+        x = self.token_embedding(tokens) + self.positional_embedding[: tokens.shape[1]]
+        x = self.ln_final(self.transformer(x, src_key_padding_mask=~keep))
+        w = keep.unsqueeze(-1).to(x.dtype)
+        return self.projection((x * w).sum(1) / w.sum(1).clamp(min=1))
+
+
+class ToyCLIP(nn.Module):
+    """A toy text-image model trained contrastively (CLIP): ``visual`` is a :class:`ToyVGG` whose ``fc`` gives
+    the image embedding (its conv layers keep VGG's names), ``text`` a :class:`ToyTextEncoder`.  ``forward`` is
+    the image tower, so the model can be traced and dissected like a classifier."""
+
+    def __init__(self, vocab_size: int, embed_dim: int = 128):
+        super().__init__()
+        self.visual = ToyVGG(embed_dim)
+        self.text = ToyTextEncoder(vocab_size, embed_dim=embed_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] -> unit-length embeddings."""
+        return nn.functional.normalize(self.visual(x).float(), dim=-1)
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token ids (0 pads) -> unit-length embeddings."""
+        return nn.functional.normalize(self.text(tokens).float(), dim=-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.visual(x)

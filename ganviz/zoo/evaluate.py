@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..imaging import make_grid, to_uint8
-from ..metrics import confusion, frechet_distance, segmentation_scores, two_sample_accuracy
+from ..metrics import confusion, frechet_distance, roc_auc, segmentation_scores, two_sample_accuracy
 from ..toyworld import CONCEPTS, SCENE_CLASSES, WATERMARK_FRACTION, render_batch
 from ..trace import Trace
 from .arch import ToyGenerator
@@ -21,6 +21,7 @@ from .registry import load
 
 __all__ = ["EVAL_SEED", "WATERMARK_MIN_SHARE", "held_out", "classifier_features", "segment", "generate",
            "evaluate_classifier", "evaluate_segmenter", "concept_areas", "evaluate_generator", "evaluate_encoder",
+           "evaluate_text_image",
            "GENERATOR_BARS", "BARS", "rank_checkpoints", "contact_sheet", "main"]
 
 EVAL_SEED = 1
@@ -89,6 +90,26 @@ def evaluate_segmenter(segmenter: nn.Module, n: int = 1000, seed: int = EVAL_SEE
     scores["mean_iou_classes"] = [CONCEPTS[i] for i in scores["mean_iou_classes"]]
     scores["n"] = n
     return scores
+
+
+def evaluate_text_image(tim, n: int = 2000, seed: int = EVAL_SEED) -> dict:
+    """Zero-shot scene classification (prompt ``'a photo of a {class}'``, the most similar wins) and concept
+    retrieval (per concept: ROC AUC of the image-word similarity for telling scenes that show the concept, at
+    least 0.4% of the pixels, from scenes that do not) on ``n`` held-out scenes."""
+    from ..toyworld.captions import CONCEPT_WORDS, MIN_SHARE, class_prompt
+
+    x, labels, y = held_out(n, seed)
+    img = tim.encode_images((x + 1) / 2)
+    sim = img @ tim.encode_texts([class_prompt(c) for c in SCENE_CLASSES]).T
+    pred = sim.argmax(1)
+    per_class = {SCENE_CLASSES[c]: float((pred[y == c] == c).float().mean()) for c in range(len(SCENE_CLASSES))}
+    present = concept_areas(labels) >= MIN_SHARE
+    words = [CONCEPT_WORDS[c][0] for c in CONCEPTS]
+    word_sim = (img @ tim.encode_texts(words).T).numpy()
+    auc = {c: roc_auc(word_sim[:, k], present[:, k].numpy()) for k, c in enumerate(CONCEPTS)
+           if 20 <= int(present[:, k].sum()) <= n - 20}
+    return {"n": n, "zero_shot_accuracy": float((pred == y).float().mean()), "per_class_accuracy": per_class,
+            "concept_auc": auc, "mean_concept_auc": float(np.mean(list(auc.values())))}
 
 
 def concept_areas(labels: torch.Tensor) -> torch.Tensor:
@@ -185,6 +206,7 @@ BARS = {
     **GENERATOR_BARS,
     "inversions from the encoder >= 30 dB (mean)": lambda r: np.mean(r["encoder"]["inversion_psnr_from_encoder"])
     >= 30,
+    "text-image zero-shot accuracy >= 0.90": lambda r: r["clip"]["zero_shot_accuracy"] >= 0.9,
 }
 
 
@@ -224,12 +246,12 @@ def contact_sheet(generator: nn.Module, path: str | Path, n: int = 64, seed: int
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m ganviz.zoo.evaluate", description=__doc__.split("\n")[0])
-    p.add_argument("--models", nargs="+", default=["classifier", "vit", "segmenter", "generator", "encoder"])
+    p.add_argument("--models", nargs="+", default=["classifier", "vit", "segmenter", "generator", "encoder", "clip"])
     p.add_argument("--n-classifier", type=int, default=2000)
     p.add_argument("--n-segmenter", type=int, default=1000)
     p.add_argument("--n-generator", type=int, default=1000)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--json", help="also write the numbers to this file")
+    p.add_argument("--json", help="also write the numbers to this file (models not evaluated keep their entries)")
     p.add_argument("--sheet", help="write a contact sheet of 64 generated samples to this PNG")
     p.add_argument("--checkpoints", nargs="+", help="rank these GAN training checkpoints (step_*.pt) on selection "
                    "scenes instead of evaluating the bundled models")
@@ -258,6 +280,10 @@ def main(argv: list[str] | None = None) -> dict:
             contact_sheet(gen, args.sheet)
     if "encoder" in args.models:
         report["encoder"] = evaluate_encoder(load("toy-encoder", args.device)[0], load("toy-gan", args.device)[0])
+    if "clip" in args.models:
+        from .toy_clip import toy_text_image
+
+        report["clip"] = evaluate_text_image(toy_text_image(args.device), args.n_classifier)
     print(json.dumps(report, indent=1, default=float))
     for name, check in BARS.items():
         try:
@@ -266,7 +292,9 @@ def main(argv: list[str] | None = None) -> dict:
             continue
         print(f"{'PASS' if ok else 'FAIL'}  {name}")
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+        path = Path(args.json)
+        old = json.loads(path.read_text()) if path.is_file() else {}
+        path.write_text(json.dumps({**old, **report}, indent=1) + "\n")
     return report
 
 

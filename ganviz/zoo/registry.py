@@ -13,7 +13,7 @@ from torch import nn
 
 from ..checkpoints import check_regular_file
 from ..toyworld import CONCEPTS, SCENE_CLASSES
-from .arch import TOY_VIT, ToyEncoder, ToyGenerator, ToySegmenter, ToyVGG, toy_vit
+from .arch import TOY_VIT, ToyCLIP, ToyEncoder, ToyGenerator, ToySegmenter, ToyVGG, toy_vit
 
 __all__ = ["WEIGHTS_DIR", "MANIFEST", "ChecksumError", "ModelInfo", "available", "info", "load", "save_weights",
            "adapter"]
@@ -31,7 +31,7 @@ class ModelInfo:
     """What a user needs to drive a bundled model."""
 
     name: str
-    kind: str  # "classifier" | "generator" | "segmenter" | "encoder"
+    kind: str  # "classifier" | "generator" | "segmenter" | "encoder" | "textimage"
     resolution: int
     input_range: tuple[float, float]  # images are fed (and generated) in this value range
     layers: tuple[str, ...]  # layers worth inspecting, shallow to deep
@@ -55,6 +55,13 @@ class ModelInfo:
         return ((images - lo) / (hi - lo)).clamp(0, 1)
 
 
+def _clip_words() -> int:
+    """The toy text-image model's vocabulary size, from its manifest entry (the caption words it was trained on)."""
+    from ..toyworld.captions import CAPTION_WORDS
+
+    return len(_read_manifest(WEIGHTS_DIR).get("toy-clip", {}).get("extra", {}).get("vocabulary", CAPTION_WORDS)) + 2
+
+
 def _specs() -> dict[str, tuple[Callable[[], nn.Module], ModelInfo]]:
     vgg_layers = tuple(f"conv{b}_{k}" for b in range(1, 6) for k in range(1, ToyVGG.depths[b] + 1))
     vit_layers = tuple(n for i in range(TOY_VIT["depth"]) for n in (f"blocks.{i}", f"blocks.{i}.mlp.act"))
@@ -63,6 +70,10 @@ def _specs() -> dict[str, tuple[Callable[[], nn.Module], ModelInfo]]:
             "toy-vit", "classifier", 64, (-1.0, 1.0), vit_layers, "blocks.3.mlp.act", class_names=SCENE_CLASSES,
             description="small vision transformer scene classifier (8x8 patches, 4 blocks; token layers are "
                         "presented as 8x8 maps)")),
+        "toy-clip": (lambda: ToyCLIP(_clip_words()), ModelInfo(
+            "toy-clip", "textimage", 64, (-1.0, 1.0), tuple(f"visual.{n}" for n in vgg_layers), "visual.conv5_3",
+            description="toy text-image model (CLIP-style) trained on toy scenes and captions written from their "
+                        "ground truth; load it with ganviz.toy_text_image()")),
         "toy-classifier": (lambda: ToyVGG(len(SCENE_CLASSES)), ModelInfo(
             "toy-classifier", "classifier", 64, (-1.0, 1.0), vgg_layers, "conv5_3", class_names=SCENE_CLASSES,
             description="VGG-style scene classifier (8 toy-world scene classes, 64x64 input)")),

@@ -1,4 +1,4 @@
-"""Train the bundled toy-world models on the CPU: ``python -m ganviz.zoo.train classifier|vit|gan|segmenter|encoder``.
+"""Train the bundled toy-world models on the CPU: ``python -m ganviz.zoo.train classifier|vit|gan|segmenter|encoder|clip``.
 
 Every run renders its training scenes from toy world seed ``--world-seed`` (default 0), checkpoints to
 ``--out`` every ``--every`` steps and resumes from the latest checkpoint there.  The batch order is a pure
@@ -21,11 +21,13 @@ from tqdm.auto import tqdm
 from ..toyworld import CONCEPTS, SCENE_CLASSES
 from .arch import ToySegmenter, ToyVGG, toy_vit
 from .registry import save_weights
+from .train_clip import train_clip
 from .train_encoder import train_encoder
 from .train_gan import export_gan_checkpoint, train_gan
 from .training import Run, autocast_dtype, batch_indices, render_dataset, run_loop, to_input
 
-__all__ = ["train_classifier", "train_vit", "train_segmenter", "train_gan", "train_encoder", "refit_sparse_head",
+__all__ = ["train_classifier", "train_vit", "train_segmenter", "train_gan", "train_encoder", "train_clip",
+           "refit_sparse_head",
            "TRAINERS", "DEFAULTS", "ZOO_NAMES", "main"]
 
 
@@ -144,16 +146,17 @@ def train_segmenter(args) -> nn.Module:
 
 
 TRAINERS = {"classifier": train_classifier, "vit": train_vit, "segmenter": train_segmenter,
-            "gan": train_gan, "encoder": train_encoder}
+            "gan": train_gan, "encoder": train_encoder, "clip": train_clip}
 DEFAULTS = {  # steps, batch, rendered training scenes
     "classifier": dict(steps=2000, batch=128, data=40000),
     "vit": dict(steps=3000, batch=128, data=40000),
     "segmenter": dict(steps=1500, batch=32, data=20000),
     "gan": dict(steps=10000, batch=64, data=50000),
     "encoder": dict(steps=6000, batch=64, data=0),  # trains on generated images only
+    "clip": dict(steps=2000, batch=128, data=30000),
 }
 ZOO_NAMES = {"classifier": "toy-classifier", "vit": "toy-vit", "segmenter": "toy-segmenter", "gan": "toy-gan",
-             "encoder": "toy-encoder"}
+             "encoder": "toy-encoder", "clip": "toy-clip"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -224,6 +227,10 @@ def main(argv: list[str] | None = None) -> None:
             from .registry import info as model_info
 
             extra = {"generator_sha256": model_info("toy-gan").sha256, "steps": args.steps}
+        if args.model == "clip":  # the tokenizer's words travel with the weights
+            from ..toyworld.captions import CAPTION_WORDS
+
+            extra = {"vocabulary": list(CAPTION_WORDS), "steps": args.steps}
         # the encoder only starts an optimisation: half precision halves the package's largest file at no cost
         dtype = torch.float16 if args.model == "encoder" else torch.float32
         path = save_weights(ZOO_NAMES[args.model], model, folder=args.export_to, extra=extra, dtype=dtype)

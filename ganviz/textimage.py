@@ -1,0 +1,101 @@
+"""Text-image models (CLIP and the toy one) behind one small interface, for labelling units with words.
+
+    tim = ganviz.toy_text_image()                   # the bundled toy model (ganviz.zoo.toy_clip)
+    tim = ganviz.load_text_image("clip-vit-base")   # a CLIP from local files (ganviz.clip_files)
+    img = tim.encode_images(images01)               # (N, 3, H, W) in [0, 1] -> (N, D) unit vectors
+    txt = tim.encode_texts(["tree", "dome"])        # -> (W, D) unit vectors
+"""
+from __future__ import annotations
+
+import re
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["WordTokenizer", "TextImageModel", "resize_center_crop"]
+
+
+class WordTokenizer:
+    """Whole lower-case words to ids: 0 pads, 1 is any word not in ``words``, then ``words`` in order."""
+
+    PAD, UNK = 0, 1
+
+    def __init__(self, words: Sequence[str], max_len: int = 32):
+        self.words = tuple(words)
+        self.index = {w: i + 2 for i, w in enumerate(self.words)}
+        self.max_len = int(max_len)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.words) + 2
+
+    def known(self, text: str) -> bool:
+        """Whether every word of ``text`` is in the vocabulary (unknown words all read as one token)."""
+        tokens = re.findall(r"[a-z]+", text.lower())
+        return bool(tokens) and all(t in self.index for t in tokens)
+
+    def __call__(self, texts: Sequence[str]) -> Tensor:
+        out = torch.zeros(len(texts), self.max_len, dtype=torch.long)
+        for row, text in enumerate(texts):
+            ids = [self.index.get(t, self.UNK) for t in re.findall(r"[a-z]+", text.lower())][: self.max_len]
+            out[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return out
+
+
+class TextImageModel:
+    """Image and text encoders sharing one embedding space.
+
+    ``image_fn`` maps preprocessed images to embeddings, ``text_fn`` maps a list of strings to embeddings;
+    ``preprocess`` maps images in [0, 1] (N, 3, H, W) to the image encoder's input (resizing and normalising).
+    Both outputs are normalised to unit length here.
+    """
+
+    def __init__(self, image_fn: Callable[[Tensor], Tensor], text_fn: Callable[[Sequence[str]], Tensor],
+                 preprocess: Callable[[Tensor], Tensor], name: str, module: nn.Module | None = None,
+                 known: Callable[[str], bool] | None = None):
+        self.image_fn, self.text_fn, self.preprocess = image_fn, text_fn, preprocess
+        self.name = name
+        self.module = module
+        self._known = known
+
+    def known(self, text: str) -> bool:
+        """Whether the text encoder has seen every word of ``text`` (always true for sub-word tokenizers)."""
+        return True if self._known is None else self._known(text)
+
+    @property
+    def device(self) -> torch.device:
+        params = list(self.module.parameters()) if self.module is not None else []
+        return params[0].device if params else torch.device("cpu")
+
+    @torch.no_grad()
+    def encode_images(self, images: Tensor, batch: int = 256) -> Tensor:
+        """Images in [0, 1] ``(N, 3, H, W)`` -> unit-length embeddings ``(N, D)`` (float32, on the CPU)."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images of shape (N, 3, H, W) in [0, 1], got {tuple(images.shape)}")
+        out = [self.image_fn(self.preprocess(images[i:i + batch].to(self.device).float())).float().cpu()
+               for i in range(0, len(images), batch)]
+        return F.normalize(torch.cat(out), dim=-1)
+
+    @torch.no_grad()
+    def encode_texts(self, texts: Sequence[str]) -> Tensor:
+        """Strings -> unit-length embeddings ``(W, D)`` (float32, on the CPU)."""
+        if isinstance(texts, str) or not len(texts):
+            raise ValueError("expected a non-empty list of strings")
+        return F.normalize(self.text_fn(list(texts)).float().cpu(), dim=-1)
+
+    def __repr__(self) -> str:
+        return f"TextImageModel({self.name!r})"
+
+
+def resize_center_crop(images: Tensor, size: int) -> Tensor:
+    """CLIP's image preprocessing on tensors: bicubic resize of the shorter side to ``size``, centre crop."""
+    h, w = images.shape[-2:]
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    if (nh, nw) != (h, w):
+        images = F.interpolate(images, size=(nh, nw), mode="bicubic", align_corners=False,
+                               antialias=nh < h).clamp(0, 1)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return images[..., top:top + size, left:left + size]

@@ -1,0 +1,30 @@
+"""The bundled toy text-image model as a :class:`~ganviz.textimage.TextImageModel`."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..textimage import TextImageModel, WordTokenizer
+from .registry import load
+
+__all__ = ["toy_text_image"]
+
+
+def toy_text_image(device: str | torch.device = "cpu") -> TextImageModel:
+    """The bundled toy text-image model (``toy-clip``): 64x64 toy scenes and the words of toy captions."""
+    model, meta = load("toy-clip", device)
+    tokenizer = WordTokenizer(meta.extra["vocabulary"])
+
+    def text_fn(texts: Sequence[str]) -> Tensor:
+        return model.encode_text(tokenizer(texts).to(device))
+
+    def preprocess(images: Tensor) -> Tensor:
+        if images.shape[-2:] != (meta.resolution, meta.resolution):
+            images = F.interpolate(images, size=(meta.resolution,) * 2, mode="bilinear", antialias=True,
+                                   align_corners=False)
+        return meta.to_input(images)
+
+    return TextImageModel(model.encode_image, text_fn, preprocess, "toy-clip", model, tokenizer.known)

@@ -1,0 +1,75 @@
+"""Train the toy text-image model (``python -m ganviz.zoo.train clip``): CLIP's contrastive loss on rendered scenes
+and captions written from their ground truth (:mod:`ganviz.toyworld.captions`), a new random caption per scene
+and step."""
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..textimage import WordTokenizer
+from ..toyworld.captions import CAPTION_WORDS, SceneFacts, caption, scene_facts
+from .arch import ToyCLIP
+from .training import Run, autocast_dtype, batch_indices, render_dataset, run_loop, to_input
+
+__all__ = ["train_clip", "dataset_facts"]
+
+
+def _facts_chunk(labels: np.ndarray, classes: np.ndarray) -> list[SceneFacts]:
+    return [scene_facts(lab, int(c)) for lab, c in zip(labels, classes)]
+
+
+def dataset_facts(labels: torch.Tensor, classes: torch.Tensor, workers: int = 2) -> list[SceneFacts]:
+    """:func:`scene_facts` of every scene (label maps ``(N, H, W)``), in ``workers`` processes."""
+    lab, cls = labels.numpy(), classes.numpy()
+    chunks = [(lab[i:i + 1000], cls[i:i + 1000]) for i in range(0, len(lab), 1000)]
+    if workers <= 1:
+        return [f for c in chunks for f in _facts_chunk(*c)]
+    with ProcessPoolExecutor(workers) as pool:
+        return [f for part in pool.map(_facts_chunk, *zip(*chunks)) for f in part]
+
+
+def train_clip(args) -> nn.Module:
+    """AdamW (one-cycle) on the symmetric InfoNCE loss of CLIP with a learned temperature; images flip
+    horizontally with their captions' left and right."""
+    images, labels, classes = render_dataset(args.data, args.world_seed, args.workers)
+    facts = dataset_facts(labels, classes, args.workers)
+    del labels
+    tokenizer = WordTokenizer(CAPTION_WORDS)
+    torch.manual_seed(args.seed)
+    dtype = autocast_dtype(torch.device("cpu"), args.autocast)
+    model = ToyCLIP(tokenizer.vocab_size)
+    model.visual.to(memory_format=torch.channels_last)
+    lr = args.lr or 1e-3
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=args.steps, pct_start=0.1)
+    run = Run(Path(args.out), "clip", {"model": model, "opt": opt, "sched": sched})
+    run.resume()
+    model.train()
+
+    def body(step: int) -> str:
+        idx = batch_indices(args.seed, step, len(images), args.batch)
+        rng = np.random.default_rng([args.seed, step])
+        flip = torch.from_numpy(rng.random(len(idx)) < 0.5)
+        texts = [caption(facts[i].mirrored() if f else facts[i], rng) for i, f in zip(idx.tolist(), flip.tolist())]
+        tokens = tokenizer(texts)
+        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+            img = model.encode_image(to_input(images[idx], flip))
+            txt = model.encode_text(tokens)
+        logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T
+        target = torch.arange(len(idx))
+        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        acc = (logits.argmax(1) == target).float().mean().item()
+        return f"loss={loss.item():.3f} batch_acc={acc:.3f} scale={model.logit_scale.exp().item():.1f}"
+
+    run_loop(run, args.steps, args.every, body, args.log_every, args.until)
+    return model.eval()
