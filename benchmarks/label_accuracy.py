@@ -10,7 +10,9 @@ label is the unit's best concept by IoU against the segmenter's masks; an open-v
 of a vocabulary of the 16 concept names and the 8 scene-class names, mapped back to its concept (a scene-class
 word never agrees).  Chance: a uniformly random word of the same vocabulary (its expected agreement).  Causal
 check (:mod:`ganviz.label_checks`): switching the unit off lowers the predicted class's probability by >= 5% over
-held-out scenes (seed 3) that show the labelled concept.  Generated images have no exact masks, so for the GAN
+held-out scenes (seed 3) that show the labelled concept.  Perfect describer: SoftWPMI with the exact share of
+each concept in the whole image (or in each 32 px crop, stride 16) in place of the text-image model's
+probabilities -- the ceiling of any image-level (or crop-level) describer, text-image model or not.  Generated images have no exact masks, so for the GAN
 the reference is Network Dissection's label and the causal check measures the labelled concept's area.
 """
 from __future__ import annotations
@@ -27,7 +29,7 @@ import ganviz
 from ganviz.dissect import ToyWorldSource, dissect_classifier, dissect_generator
 from ganviz.generator_units import GeneratorProbe
 from ganviz.label_checks import classifier_label_checks, generator_label_checks
-from ganviz.openvocab import label_classifier_units, label_generator_units
+from ganviz.openvocab import label_classifier_units, label_generator_units, labels_from_masks
 from ganviz.plumbing import seeded_latents
 from ganviz.zoo.toy_clip import toy_text_image
 from ganviz.toyworld import CONCEPTS, SCENE_CLASSES
@@ -45,6 +47,11 @@ def agreement(labels: dict, truth: dict) -> float:
 def chance() -> float:
     """Expected agreement of a uniformly random vocabulary word (each concept has exactly one word)."""
     return 1.0 / len(VOCABULARY)
+
+
+def describer_ceiling(model, layer: str, source, truth: dict, crop: int = 0) -> float:
+    labels = labels_from_masks(model, layer, source, crop=crop).labels()
+    return agreement(dict(enumerate(labels)), truth)
 
 
 def confirmed(checks: dict, units) -> int:
@@ -69,6 +76,8 @@ def classifier_rows(name: str, layer: str, n: int, tim, cache: str) -> dict:
                                         concept_names=CONCEPTS)
     return {"model": name, "layer": layer, "units": exact.num_units, "with_ground_truth": len(truth),
             "netdissect": agreement(nd, truth), "open_vocabulary": agreement(ov, truth), "chance": chance(),
+            "perfect_image_describer": describer_ceiling(model, layer, source, truth),
+            "perfect_crop_describer": describer_ceiling(model, layer, source, truth, crop=32),
             "netdissect_causal": confirmed(nd_checks, truth), "open_vocabulary_causal": confirmed(ov_checks, truth),
             "reference": "exact masks", "seconds": round(time.time() - t)}
 
@@ -88,16 +97,23 @@ def generator_row(n: int, tim, cache: str) -> dict:
     ov_checks = generator_label_checks(probe, z, labels={u: ov[u] for u in truth if ov[u]})
     return {"model": "toy-gan", "layer": "layer4", "units": result.num_units, "with_ground_truth": len(truth),
             "netdissect": 1.0, "open_vocabulary": agreement(ov, truth), "chance": chance(),
+            "perfect_image_describer": float("nan"), "perfect_crop_describer": float("nan"),
             "netdissect_causal": confirmed(nd_checks, truth), "open_vocabulary_causal": confirmed(ov_checks, truth),
             "reference": "Network Dissection (segmenter)", "seconds": round(time.time() - t)}
 
 
+def _pct(v: float) -> str:
+    return "n/a" if v != v else f"{v:.0%}"
+
+
 def table(rows: list) -> str:
     head = ("| model | layer | units with a reference label | Network Dissection agrees | open-vocabulary agrees "
-            "| chance | causal check passed (ND / open-vocab) | reference |\n|---|---|---|---|---|---|---|---|\n")
+            "| chance | perfect describer: whole image / 32 px crops | causal check passed (ND / open-vocab) "
+            "| reference |\n|---|---|---|---|---|---|---|---|---|\n")
     return head + "".join(
-        f"| {r['model']} | `{r['layer']}` | {r['with_ground_truth']} of {r['units']} | {r['netdissect']:.0%} | "
-        f"{r['open_vocabulary']:.0%} | {r['chance']:.0%} | {r['netdissect_causal']} / {r['open_vocabulary_causal']}"
+        f"| {r['model']} | `{r['layer']}` | {r['with_ground_truth']} of {r['units']} | {_pct(r['netdissect'])} | "
+        f"{_pct(r['open_vocabulary'])} | {_pct(r['chance'])} | {_pct(r['perfect_image_describer'])} / "
+        f"{_pct(r['perfect_crop_describer'])} | {r['netdissect_causal']} / {r['open_vocabulary_causal']}"
         f" | {r['reference']} |\n" for r in rows)
 
 

@@ -27,6 +27,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .ablation import predict
@@ -37,10 +38,10 @@ from .preprocessing import to_signed
 from .textimage import TextImageModel
 from .edits import Ablate
 from .label_checks import LabelCheck
-from .trace import Trace, edited_forward
+from .trace import Trace, edited_forward, retain
 
 __all__ = ["WordLabels", "label_classifier_units", "label_generator_units", "soft_wpmi", "default_vocabulary",
-           "WordProbe", "word_probe_classifier", "word_probe_generator"]
+           "WordProbe", "word_probe_classifier", "word_probe_generator", "labels_from_masks"]
 
 PathLike = Optional[Union[str, "os.PathLike[str]"]]
 FORMAT = 1
@@ -332,3 +333,32 @@ def word_probe_generator(generator: nn.Module, layer: str, text_image: TextImage
                           _count(source, n), batch_size, progress)
     return WordProbe(generator, layer, source, text_image, words, acts, embs, "generator", _same,
                      lambda z, out: to01(out).cpu())
+
+
+@torch.no_grad()
+def labels_from_masks(model: nn.Module, layer: str, data: Any, *, crop: int = 0, n: Optional[int] = None,
+                      batch_size: int = 250, preprocess: Optional[Callable[[Tensor], Tensor]] = None,
+                      top_k: int = 100) -> WordLabels:
+    """SoftWPMI labels from a perfect describer: ``p(concept | sample)`` is the concept's exact share of the
+    whole image (``crop=0``) or of each ``crop`` x ``crop`` window (stride ``crop // 2``, unit maps averaged over
+    the same windows), read from the data's label maps.  The ceiling of any describer at that granularity."""
+    source = as_source(data)
+    names = list(source.concept_names or [])
+    if not names:
+        raise ValueError("labels_from_masks needs data with concept label maps (e.g. ToyWorldSource)")
+    n = _count(source, n)
+    shares, acts = [], []
+    with eval_mode(model):
+        for start in range(0, n, batch_size):
+            x, labels = source.load(range(start, min(start + batch_size, n)))
+            act = retain(model, (preprocess or to_signed)(x.to(model_device(model))), layer)[layer].float().cpu()
+            onehot = F.one_hot(labels.clamp(min=0), len(names)).permute(0, 3, 1, 2).float()
+            if crop:
+                act = F.interpolate(act, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+                onehot, act = F.avg_pool2d(onehot, crop, crop // 2), F.avg_pool2d(act, crop, crop // 2)
+            else:
+                onehot, act = onehot.mean((2, 3), keepdim=True), act.mean((2, 3), keepdim=True)
+            shares.append(onehot.permute(0, 2, 3, 1).reshape(-1, len(names)))
+            acts.append(act.permute(0, 2, 3, 1).reshape(-1, act.shape[1]))
+    scores = soft_wpmi(torch.log(torch.cat(shares) + 1e-4), torch.cat(acts), top_k=top_k, sharpness=1.0)
+    return WordLabels(layer, tuple(names), scores.numpy(), f"exact masks ({f'{crop} px crops' if crop else 'images'})")

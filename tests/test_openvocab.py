@@ -149,3 +149,29 @@ def test_word_search_widget_lists_units_images_and_checks(coloured_images, tmp_p
     view.text.value = "   "
     assert "type a word first" in view.status.value
     assert view.save(tmp_path / "words.png").stat().st_size > 0
+
+
+def test_a_perfect_describer_separates_parts_only_at_crop_level():
+    """Red and blue patches always appear together in each image (like wall and window): image-level shares
+    cannot tell the red unit from the blue one, 8 px crops can."""
+    from ganviz.dissect import TensorSource
+    from ganviz.openvocab import labels_from_masks
+
+    g = torch.Generator().manual_seed(0)
+    n = 120
+    images = torch.full((n, 3, 32, 32), 0.2)
+    labels = torch.zeros(n, 32, 32, dtype=torch.long)  # 0 background
+    for i in range(n):
+        r, b = torch.randint(0, 24, (2, 2), generator=g)
+        images[i, 0, r[0]:r[0] + 8, r[1]:r[1] + 8] = 1.0
+        labels[i, r[0]:r[0] + 8, r[1]:r[1] + 8] = 1
+        images[i, 2, b[0]:b[0] + 8, b[1]:b[1] + 8] = 1.0
+        labels[i, b[0]:b[0] + 8, b[1]:b[1] + 8] = 2
+    data = TensorSource(images, labels, concept_names=["ground", "red", "blue"])
+    crops = labels_from_masks(ColourUnits(), "colours", data, crop=8, preprocess=torch.clone)
+    assert crops.label(0) == "red" and crops.label(2) == "blue"
+    whole = labels_from_masks(ColourUnits(), "colours", data, preprocess=torch.clone)
+    assert whole.label(0) == whole.label(2)  # equal shares in every image: the two units look the same
+    assert "crops" in crops.model and "images" in whole.model
+    with pytest.raises(ValueError, match="label maps"):
+        labels_from_masks(ColourUnits(), "colours", images, preprocess=torch.clone)

@@ -1,0 +1,47 @@
+"""Captions of toy scenes written from their ground truth, and the AUC used to score concept retrieval."""
+import numpy as np
+import pytest
+
+from ganviz.metrics import roc_auc
+from ganviz.textimage import WordTokenizer
+from ganviz.toyworld import CONCEPTS, render
+from ganviz.toyworld.captions import CAPTION_WORDS, CLASS_WORDS, WORD_CONCEPT, caption, scene_facts, words
+
+
+def test_facts_count_regions_and_locate_concepts():
+    labels = np.zeros((32, 32), np.uint8)
+    labels[2:6, 2:6] = CONCEPTS.index("person")  # two separate people, one on the left, one on the right
+    labels[2:6, 26:30] = CONCEPTS.index("person")
+    labels[20:32, :] = CONCEPTS.index("grass")
+    facts = scene_facts(labels, "soccer_field")
+    by = {f.concept: f for f in facts.concepts}
+    assert set(by) == {"sky", "person", "grass"} and by["person"].count == 2
+    assert by["grass"].share == pytest.approx(12 / 32) and by["grass"].y > 0.75
+    mirrored = {f.concept: f for f in facts.mirrored().concepts}
+    assert mirrored["grass"].x == pytest.approx(1 - by["grass"].x)
+
+
+def test_captions_name_the_class_and_only_present_concepts():
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        scene = render(i)
+        facts = scene_facts(scene.labels, scene.scene_class)
+        text = caption(facts, rng)
+        assert any(w in text for w in CLASS_WORDS[facts.scene_class])
+        present = {f.concept for f in facts.concepts}
+        tail = text.split(" with ", 1)[1] if " with " in text else ""
+        mentioned = {WORD_CONCEPT[w] for w in words(tail) if w in WORD_CONCEPT}
+        assert mentioned <= present, text
+        assert set(words(text)) <= set(CAPTION_WORDS)  # the toy text encoder knows every caption word
+    tok = WordTokenizer(CAPTION_WORDS)
+    assert tok.known("a photo of a church") and not tok.known("a photo of a zebra")
+    assert (tok(["a photo of a zebra"])[0, :5] == 1).sum() == 1  # the unknown word is one token
+
+
+def test_roc_auc_counts_ordered_pairs_with_ties_halved():
+    assert roc_auc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
+    assert roc_auc([0.9, 0.8, 0.2, 0.1], [0, 0, 1, 1]) == 0.0
+    assert roc_auc([0.5, 0.5, 0.5, 0.5], [0, 1, 0, 1]) == 0.5
+    assert roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75
+    with pytest.raises(ValueError, match="positives and negatives"):
+        roc_auc([0.1, 0.2], [1, 1])
