@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from .layouts import primary_tensor, replace_primary
-from .trace import get_module
+from .trace import get_module, register_name_hint
 
 __all__ = ["BasisError", "Basis", "IdentityBasis", "DictionaryBasis", "DirectionsBasis", "BasisView", "with_basis",
            "feature_layer", "is_feature_layer", "unit_noun", "ACTIVATIONS"]
@@ -45,6 +45,17 @@ TAP = "basis"
 
 Names = Optional[Sequence[str]]
 
+
+
+def _feature_layer_hint(name: str) -> Optional[str]:
+    """Why a feature layer's name is missing: its basis is not installed (features exist only while it is)."""
+    if ".basis." not in name:
+        return None
+    return (f"{name!r} names the features of a basis, which exist only while it is installed: "
+            f"view = ganviz.with_basis(model, {name.split('.basis.')[0]!r}, basis).install() (or a with block)")
+
+
+register_name_hint(_feature_layer_hint)
 
 class BasisError(ValueError):
     """A basis does not fit a layer (width, rank of the output), or cannot be installed there."""

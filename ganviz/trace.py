@@ -46,7 +46,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LayerNotFoundError", "StopForward", "get_module", "layer_names", "Edit", "Ablate", "Scale", "SetLevel",
+__all__ = ["LayerNotFoundError", "StopForward", "get_module", "layer_names", "register_name_hint", "Edit", "Ablate", "Scale", "SetLevel",
            "Replace", "Compose", "LayerRecord", "Trace", "retain", "edited_forward", "count_hooks"]
 
 from .edits import Ablate, Compose, Edit, EditSpec, Replace, Scale, SetLevel, as_edit
@@ -72,14 +72,22 @@ def layer_names(model: nn.Module) -> List[str]:
     return [name for name, _ in model.named_modules() if name]
 
 
+_NAME_HINTS: List[Callable[[str], Optional[str]]] = []
+
+
+def register_name_hint(hint: Callable[[str], Optional[str]]) -> None:
+    """Let a module explain missing layer names it makes (``hint(name)`` returns a message or None), e.g. the
+    features of a basis that is not installed (:mod:`ganviz.basis`)."""
+    if hint not in _NAME_HINTS:
+        _NAME_HINTS.append(hint)
+
+
 def _not_found(model: nn.Module, name: str) -> LayerNotFoundError:
     names = layer_names(model)
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     hint = ("closest: " + ", ".join(close) if close else "valid names include: " + ", ".join(names[:5])
             + (", ..." if len(names) > 5 else "") if names else "the model has no submodules")
-    if ".basis." in name:  # the features of a basis exist only while it is installed (ganviz.with_basis)
-        hint = (f"{name!r} names the features of a basis, which exist only while it is installed: "
-                f"view = ganviz.with_basis(model, {name.split('.basis.')[0]!r}, basis).install() (or a with block)")
+    hint = next((h for h in (fn(name) for fn in _NAME_HINTS) if h), hint)
     return LayerNotFoundError(f"no layer {name!r} in {type(model).__name__}; {hint}")
 
 

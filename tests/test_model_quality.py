@@ -23,6 +23,14 @@ def test_vit_accuracy():
     assert r["accuracy"] >= 0.95, r
 
 
+def test_text_image_model_zero_shot_accuracy():
+    from ganviz.zoo.toy_clip import toy_text_image
+
+    r = evaluate.evaluate_text_image(toy_text_image(), n=1000)
+    assert r["zero_shot_accuracy"] >= 0.90, r
+    assert r["mean_concept_auc"] >= 0.75 and min(r["per_class_accuracy"].values()) >= 0.6, r
+
+
 def test_segmenter_accuracy(models):
     r = evaluate.evaluate_segmenter(models["toy-segmenter"], n=1000)
     assert r["pixel_accuracy"] >= 0.95, r

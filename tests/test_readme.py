@@ -18,6 +18,7 @@ def test_readme_examples_run(capsys):
     assert "['tree', 'grass', 'sky', 'wall', 'window', 'door']" in out  # the ADE20K parser's concepts
     assert namespace["scene_dissection"].num_units == 512 and namespace["scene_dissection"].layer == "layer4"
     assert namespace["direction_result"].layer == "layer4.basis.features"
+    assert namespace["words"].scores.shape == (192, 6) and "units for 'dome'" in out
     assert "under-produced" in out and "FID" in out and "after fine-tuning" in out
     assert namespace["tuned"].psnr > namespace["inverted"].psnr and namespace["photo_painted"].shape == (64, 64, 3)
     assert len(namespace["painter"].strokes) == 1 and namespace["painter"].inversion is namespace["tuned"]

@@ -90,3 +90,12 @@ def features_page(voila, browser_context):
                       ".ganviz-gradcam .ganviz-gradcam-image"])
     yield page
     page.close()
+
+
+@pytest.fixture(scope="session")
+def words_page(voila, browser_context):
+    """examples/10_which_labels_can_you_trust.ipynb rendered: the causal-check summary and two WordSearch views."""
+    page = _notebook(voila, browser_context, "10_which_labels_can_you_trust.ipynb",
+                     [".ganviz-summary .ganviz-summary-chart", ".ganviz-words img.ganviz-words-strip"])
+    yield page
+    page.close()
