@@ -4,8 +4,8 @@ text-image model, SoftWPMI) vs chance, against the toy world's exact ground trut
     python benchmarks/label_accuracy.py                 # about 6 minutes on one CPU core; writes docs/labels.md
     python benchmarks/label_accuracy.py --n 500 --out /tmp/labels.md     # quicker, smaller
 
-Ground truth of a classifier unit: its best concept by IoU against the exact masks of 2,000 held-out scenes (toy
-world seed 1), for units reaching IoU >= 0.04.  A label agrees when it names that concept: Network Dissection's
+Ground truth of a classifier unit: its best concept by IoU against the exact masks of ``--n`` held-out scenes
+(toy world seed 1), for units reaching IoU >= 0.04.  A label agrees when it names that concept: Network Dissection's
 label is the unit's best concept by IoU against the segmenter's masks; an open-vocabulary label is the best word
 of a vocabulary of the 16 concept names and the 8 scene-class names, mapped back to its concept (a scene-class
 word never agrees).  Chance: a uniformly random word of the same vocabulary (its expected agreement).  Causal
@@ -119,7 +119,7 @@ def table(rows: list) -> str:
 
 def main(argv=None) -> list:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--n", type=int, default=2000, help="probe scenes (and GAN samples)")
+    p.add_argument("--n", type=int, default=1000, help="probe scenes (and GAN samples)")
     p.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "labels.md"))
     p.add_argument("--cache", default=str(Path.home() / ".cache" / "ganviz"))
     args = p.parse_args(argv)
@@ -127,7 +127,7 @@ def main(argv=None) -> list:
     tim = toy_text_image()
     rows = [classifier_rows("toy-classifier", "conv5_3", args.n, tim, args.cache),
             classifier_rows("toy-vit", "blocks.3.mlp.act", args.n, tim, args.cache),
-            generator_row(min(args.n, 1000), tim, args.cache)]
+            generator_row(args.n, tim, args.cache)]
     text = table(rows)
     print(text)
     out = Path(args.out)

@@ -31,7 +31,8 @@ import torch
 from torch import Tensor, nn
 
 from .layouts import primary_tensor, replace_primary
-from .trace import get_module, register_name_hint
+from .layernames import register_name_hint
+from .trace import get_module
 
 __all__ = ["BasisError", "Basis", "IdentityBasis", "DictionaryBasis", "DirectionsBasis", "BasisView", "with_basis",
            "feature_layer", "is_feature_layer", "unit_noun", "ACTIVATIONS"]

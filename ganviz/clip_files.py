@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Sequence, Union
+from typing import Any, Mapping, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -88,9 +88,12 @@ def _open_clip_file(path: Path, device: Union[str, torch.device], tokenizer: Any
 
     def tokens(texts: Sequence[str]) -> Tensor:
         if callable(tokenizer) and not isinstance(tokenizer, (str, os.PathLike)):
-            return torch.as_tensor(tokenizer(list(texts)))
-        ids = hf_tok(list(texts), padding="max_length", truncation=True, max_length=ctx, return_tensors="pt")
-        return ids["input_ids"]
+            ids = tokenizer(list(texts))
+        else:
+            ids = hf_tok(list(texts), padding="max_length", truncation=True, max_length=ctx, return_tensors="pt")
+        if isinstance(ids, Mapping):  # a Hugging Face tokenizer object called directly
+            ids = ids["input_ids"]
+        return torch.as_tensor(ids)
 
     norm = Normalize((0.0, 1.0), CLIP_MEAN, CLIP_STD)
     size = model.visual.image_size

@@ -2,6 +2,7 @@
 
     checks = generator_label_checks(probe, z)                       # GAN: the labelled concept's area when off
     checks = classifier_label_checks(model, "conv5_3", result, x, labels)   # classifier: the top class's probability
+    checks = classifier_label_checks(model, "conv5_3", {12: "tree"}, x, labels, concept_names=CONCEPTS)  # any labels
     checks[12].text()          # "tree: area -34% when off"
     DissectionSummary(result, checks=checks)                        # a column of the summary table
 
@@ -104,6 +105,9 @@ def classifier_label_checks(model: nn.Module, layer: str, result: Labels, x: Ten
     top = probs.argmax(1)
     out: Dict[int, LabelCheck] = {}
     for unit, concept in _labelled(result, units, min_iou):
+        if concept not in names:
+            raise ValueError(f"unit {unit} is labelled {concept!r}, which the label maps do not have; concepts: "
+                             f"{', '.join(names)}")
         k = names.index(concept)
         shows = ((labels == k).float().mean((1, 2)) >= min_share).nonzero().flatten()[:max_images]
         if len(shows) == 0:

@@ -34,7 +34,7 @@ from .ablation import predict
 from .cache import ResultCache, atomic_write, callable_id, make_key, weights_hash
 from .dissect.sources import GeneratorSource, LatentSource, as_source
 from .plumbing import eval_mode, model_device, z_dim_of
-from .preprocessing import to_signed
+from .preprocessing import identity, to_signed
 from .textimage import TextImageModel
 from .edits import Ablate
 from .label_checks import LabelCheck
@@ -132,10 +132,6 @@ class WordLabels:
         return f"WordLabels(layer={self.layer!r}, units={self.num_units}, words={len(self.words)}, {self.model})"
 
 
-def _same(x: Tensor) -> Tensor:
-    return x
-
-
 def _to_unit_range(y: Tensor) -> Tensor:
     """A tanh generator's output in [-1, 1] -> images in [0, 1]."""
     return ((y.float() + 1) / 2).clamp(0, 1)
@@ -151,14 +147,15 @@ def _check_vocabulary(vocabulary: Optional[Sequence[str]], tim: TextImageModel) 
 
 
 def _collect(model: nn.Module, layer: str, source: Any, tim: TextImageModel, to_model: Callable[[Tensor], Tensor],
-             to_images: Callable[[Any, Tensor], Tensor], n: int, batch_size: int, progress: bool
-             ) -> Tuple[Tensor, Tensor]:
-    """Mean unit activations ``(n, U)`` and image embeddings ``(n, D)`` of the first ``n`` items of ``source``."""
+             to_images: Callable[[Any, Tensor], Tensor], n: int, batch_size: int, progress: bool,
+             generator: bool = False) -> Tuple[Tensor, Tensor]:
+    """Mean unit activations ``(n, U)`` and image embeddings ``(n, D)`` of the first ``n`` items of ``source``
+    (a classifier's forward pass stops at ``layer``; a generator's runs to the image)."""
     from tqdm.auto import tqdm
 
     device = model_device(model)
     acts, embs = [], []
-    with eval_mode(model), Trace(model, layer, stop=False) as tr:
+    with eval_mode(model), Trace(model, layer, stop=not generator) as tr:
         for start in tqdm(range(0, n, batch_size), desc=f"label {layer}", disable=not progress, leave=False):
             x, _ = source.load(range(start, min(start + batch_size, n)))
             with torch.no_grad():
@@ -177,19 +174,19 @@ def _count(source: Any, n: Optional[int]) -> int:
 
 def _label(model: nn.Module, layer: str, source: Any, tim: TextImageModel, words: Tuple[str, ...],
            to_model: Callable[[Tensor], Tensor], to_images: Callable[[Any, Tensor], Tensor], n: Optional[int],
-           batch_size: int, params: dict, cache_dir: PathLike, progress: bool) -> WordLabels:
+           batch_size: int, params: dict, cache_dir: PathLike, progress: bool, generator: bool = False
+           ) -> WordLabels:
     n = _count(source, n)
     cache = ResultCache(os.path.expanduser(os.fspath(cache_dir))) if cache_dir is not None else None
     key = None
     if cache is not None and getattr(source, "identity", ""):
         key = make_key(format=FORMAT, kind="openvocab", model=weights_hash(model), layer=layer,
-                       data=f"{source.identity} n={n}", text_image=weights_hash(tim.module) if tim.module is not None
-                       else tim.name, words=list(words), to_model=callable_id(to_model), to_images=callable_id(to_images),
-                       preprocess=callable_id(tim.preprocess), **params)
+                       data=f"{source.identity} n={n}", text_image=tim.identity, words=list(words),
+                       to_model=callable_id(to_model), to_images=callable_id(to_images), **params)
         hit = cache.load(key, WordLabels.load)
         if hit is not None:
             return hit
-    acts, embs = _collect(model, layer, source, tim, to_model, to_images, n, batch_size, progress)
+    acts, embs = _collect(model, layer, source, tim, to_model, to_images, n, batch_size, progress, generator)
     scores = soft_wpmi(embs @ tim.encode_texts(list(words)).T, acts, **params)
     result = WordLabels(layer, words, scores.numpy(), tim.name)
     if cache is not None and key is not None:
@@ -228,8 +225,8 @@ def label_generator_units(generator: nn.Module, layer: str, text_image: TextImag
     else:
         source = LatentSource(torch.as_tensor(latents)) if isinstance(latents, (Tensor, np.ndarray)) else latents
     to01 = to_unit_range or _to_unit_range
-    return _label(generator, layer, source, text_image, words, _same, lambda z, out: to01(out).cpu(), n,
-                  batch_size, dict(top_k=top_k, sharpness=sharpness, lam=lam), cache_dir, progress)
+    return _label(generator, layer, source, text_image, words, identity, lambda z, out: to01(out).cpu(), n,
+                  batch_size, dict(top_k=top_k, sharpness=sharpness, lam=lam), cache_dir, progress, generator=True)
 
 
 class WordProbe:
@@ -277,7 +274,8 @@ class WordProbe:
     def images(self, indices: Sequence[int]) -> Tensor:
         """Probe images ``indices`` in [0, 1] (generated again for a generator)."""
         x, _ = self.source.load(list(indices))
-        out = self.model(self.to_model(x.to(model_device(self.model)))) if self.kind == "generator" else None
+        with eval_mode(self.model):
+            out = self.model(self.to_model(x.to(model_device(self.model)))) if self.kind == "generator" else None
         return self.to_images(x, out).cpu()
 
     @torch.no_grad()
@@ -329,9 +327,9 @@ def word_probe_generator(generator: nn.Module, layer: str, text_image: TextImage
     words = _check_vocabulary(vocabulary, text_image)
     source = GeneratorSource(n, z_dim_of(generator), seed)
     to01 = to_unit_range or _to_unit_range
-    acts, embs = _collect(generator, layer, source, text_image, _same, lambda z, out: to01(out).cpu(),
-                          _count(source, n), batch_size, progress)
-    return WordProbe(generator, layer, source, text_image, words, acts, embs, "generator", _same,
+    acts, embs = _collect(generator, layer, source, text_image, identity, lambda z, out: to01(out).cpu(),
+                          _count(source, n), batch_size, progress, generator=True)
+    return WordProbe(generator, layer, source, text_image, words, acts, embs, "generator", identity,
                      lambda z, out: to01(out).cpu())
 
 
@@ -346,13 +344,18 @@ def labels_from_masks(model: nn.Module, layer: str, data: Any, *, crop: int = 0,
     names = list(source.concept_names or [])
     if not names:
         raise ValueError("labels_from_masks needs data with concept label maps (e.g. ToyWorldSource)")
+    if crop == 1 or crop < 0:
+        raise ValueError(f"crop must be 0 (whole images) or a window of at least 2 pixels, got {crop}")
     n = _count(source, n)
     shares, acts = [], []
     with eval_mode(model):
         for start in range(0, n, batch_size):
             x, labels = source.load(range(start, min(start + batch_size, n)))
             act = retain(model, (preprocess or to_signed)(x.to(model_device(model))), layer)[layer].float().cpu()
+            if labels is None:
+                raise ValueError("labels_from_masks needs a label map for every image; the data gave none")
             onehot = F.one_hot(labels.clamp(min=0), len(names)).permute(0, 3, 1, 2).float()
+            onehot *= (labels >= 0).unsqueeze(1)  # unlabelled pixels (-1) count for no concept
             if crop:
                 act = F.interpolate(act, size=labels.shape[-2:], mode="bilinear", align_corners=False)
                 onehot, act = F.avg_pool2d(onehot, crop, crop // 2), F.avg_pool2d(act, crop, crop // 2)

@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .cache import callable_id, weights_hash
+from .plumbing import eval_mode
+
 __all__ = ["WordTokenizer", "TextImageModel", "resize_center_crop"]
 
 
@@ -40,6 +43,7 @@ class WordTokenizer:
         out = torch.zeros(len(texts), self.max_len, dtype=torch.long)
         for row, text in enumerate(texts):
             ids = [self.index.get(t, self.UNK) for t in re.findall(r"[a-z]+", text.lower())][: self.max_len]
+            ids = ids or [self.UNK]  # no letters at all: one unknown word, never an all-padding row
             out[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         return out
 
@@ -65,6 +69,15 @@ class TextImageModel:
         return True if self._known is None else self._known(text)
 
     @property
+    def identity(self) -> str:
+        """What the embeddings depend on, for cache keys: the name, the encoders and the module (weights and
+        structure, e.g. QuickGELU or GELU)."""
+        parts = [self.name, callable_id(self.image_fn), callable_id(self.text_fn), callable_id(self.preprocess)]
+        if self.module is not None:
+            parts += [weights_hash(self.module), repr(self.module)]
+        return "|".join(parts)
+
+    @property
     def device(self) -> torch.device:
         params = list(self.module.parameters()) if self.module is not None else []
         return params[0].device if params else torch.device("cpu")
@@ -74,8 +87,9 @@ class TextImageModel:
         """Images in [0, 1] ``(N, 3, H, W)`` -> unit-length embeddings ``(N, D)`` (float32, on the CPU)."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images of shape (N, 3, H, W) in [0, 1], got {tuple(images.shape)}")
-        out = [self.image_fn(self.preprocess(images[i:i + batch].to(self.device).float())).float().cpu()
-               for i in range(0, len(images), batch)]
+        with eval_mode(self.module):
+            out = [self.image_fn(self.preprocess(images[i:i + batch].to(self.device).float())).float().cpu()
+                   for i in range(0, len(images), batch)]
         return F.normalize(torch.cat(out), dim=-1)
 
     @torch.no_grad()
@@ -83,7 +97,8 @@ class TextImageModel:
         """Strings -> unit-length embeddings ``(W, D)`` (float32, on the CPU)."""
         if isinstance(texts, str) or not len(texts):
             raise ValueError("expected a non-empty list of strings")
-        return F.normalize(self.text_fn(list(texts)).float().cpu(), dim=-1)
+        with eval_mode(self.module):
+            return F.normalize(self.text_fn(list(texts)).float().cpu(), dim=-1)
 
     def __repr__(self) -> str:
         return f"TextImageModel({self.name!r})"

@@ -38,7 +38,6 @@ the shape and how to declare the layout is raised only where a map is needed -- 
 """
 from __future__ import annotations
 
-import difflib
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
@@ -46,67 +45,16 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LayerNotFoundError", "StopForward", "get_module", "layer_names", "register_name_hint", "Edit", "Ablate", "Scale", "SetLevel",
-           "Replace", "Compose", "LayerRecord", "Trace", "retain", "edited_forward", "count_hooks"]
+__all__ = ["LayerNotFoundError", "StopForward", "get_module", "layer_names", "register_name_hint", "Edit", "Ablate",
+           "Scale", "SetLevel", "Replace", "Compose", "LayerRecord", "Trace", "retain", "edited_forward", "count_hooks"]
 
 from .edits import Ablate, Compose, Edit, EditSpec, Replace, Scale, SetLevel, as_edit
+from .layernames import LayerNotFoundError, get_module, layer_names, register_name_hint
 from .hooks import add_forward_hook, add_forward_pre_hook, hooks_on
 from .layouts import LayoutError, Layout, LayoutSpec, infer_layout, parse_layout, primary_tensor, replace_primary
 
-# -- addressing layers ---------------------------------------------------------------------------------------------
-
-
-class LayerNotFoundError(KeyError, ValueError):
-    """Raised when a dotted layer name does not exist in a model."""
-
-    def __str__(self) -> str:  # KeyError would wrap the message in quotes
-        return str(self.args[0]) if self.args else ""
-
-
 class StopForward(Exception):
     """Raised by a hook to end a forward pass early; swallowed by :class:`Trace`."""
-
-
-def layer_names(model: nn.Module) -> List[str]:
-    """Return every addressable dotted submodule name of ``model`` (not ``''``)."""
-    return [name for name, _ in model.named_modules() if name]
-
-
-_NAME_HINTS: List[Callable[[str], Optional[str]]] = []
-
-
-def register_name_hint(hint: Callable[[str], Optional[str]]) -> None:
-    """Let a module explain missing layer names it makes (``hint(name)`` returns a message or None), e.g. the
-    features of a basis that is not installed (:mod:`ganviz.basis`)."""
-    if hint not in _NAME_HINTS:
-        _NAME_HINTS.append(hint)
-
-
-def _not_found(model: nn.Module, name: str) -> LayerNotFoundError:
-    names = layer_names(model)
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-    hint = ("closest: " + ", ".join(close) if close else "valid names include: " + ", ".join(names[:5])
-            + (", ..." if len(names) > 5 else "") if names else "the model has no submodules")
-    hint = next((h for h in (fn(name) for fn in _NAME_HINTS) if h), hint)
-    return LayerNotFoundError(f"no layer {name!r} in {type(model).__name__}; {hint}")
-
-
-def get_module(model: nn.Module, name: str) -> nn.Module:
-    """Return the submodule of ``model`` at dotted path ``name`` (``''`` is the model).
-
-    Raises :class:`LayerNotFoundError` listing the closest valid names.
-    """
-    if not isinstance(name, str):
-        raise TypeError(f"layer names must be str, got {type(name).__name__}")
-    if name == "":
-        return model
-    module: Any = model
-    for part in name.split("."):
-        child = getattr(module, "_modules", {}).get(part) if isinstance(module, nn.Module) else None
-        if child is None:
-            raise _not_found(model, name)
-        module = child
-    return module
 
 
 # -- tracing -------------------------------------------------------------------------------------------------------

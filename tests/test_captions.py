@@ -36,6 +36,7 @@ def test_captions_name_the_class_and_only_present_concepts():
     tok = WordTokenizer(CAPTION_WORDS)
     assert tok.known("a photo of a church") and not tok.known("a photo of a zebra")
     assert (tok(["a photo of a zebra"])[0, :5] == 1).sum() == 1  # the unknown word is one token
+    assert tok(["123"])[0, 0] == 1 and tok(["123"])[0, 1] == 0  # no letters: one unknown word, not all padding
 
 
 def test_roc_auc_counts_ordered_pairs_with_ties_halved():

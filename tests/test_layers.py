@@ -3,7 +3,7 @@
 Floors, low to high (a module may import from its own floor or below, never above; a test below also rejects any
 import circle, function-local imports included):
 
-1. plumbing: plumbing, preprocessing, progress, trace, edits, layouts, stats, cache, checkpoints, toyworld,
+1. plumbing: plumbing, preprocessing, progress, trace, layernames, edits, layouts, stats, cache, checkpoints, toyworld,
    conceptmaps (concept-name mappings), basis (reading a layer in units, dictionary features or directions)
 2. core computation: dissect, ablation, gradcam, imaging, metrics, models, zoo.arch, sae, directions, textimage
 3. experiments: generator_units, paint, inversion, omission, unitviz, adapters, label_checks, openvocab
@@ -20,8 +20,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "ganviz"
 
 FLOORS = {
-    1: ["plumbing", "preprocessing", "progress", "trace", "edits", "layouts", "stats", "cache", "checkpoints",
-        "toyworld", "conceptmaps", "basis", "charts", "hooks"],
+    1: ["plumbing", "preprocessing", "progress", "trace", "layernames", "edits", "layouts", "stats", "cache",
+        "checkpoints", "toyworld", "conceptmaps", "basis", "charts", "hooks"],
     2: ["dissect", "ablation", "gradcam", "imaging", "metrics", "models", "zoo.arch", "sae", "directions",
         "textimage"],
     3: ["generator_units", "paint", "inversion", "omission", "unitviz", "adapters", "label_checks", "openvocab"],

@@ -147,8 +147,11 @@ def test_word_search_widget_lists_units_images_and_checks(coloured_images, tmp_p
     picture = view.render()
     assert picture.ndim == 3 and picture.shape[0] > 2 * 8
     view.text.value = "   "
-    assert "type a word first" in view.status.value
-    assert view.save(tmp_path / "words.png").stat().st_size > 0
+    assert view.wait(30) and "type a word first" in view.status.value and view.rows == []
+    with pytest.raises(ValueError, match="n_units"):
+        WordSearch(probe, n_units=0)
+    view.text.value = "red"
+    assert view.wait(30) and view.save(tmp_path / "words.png").stat().st_size > 0
 
 
 def test_a_perfect_describer_separates_parts_only_at_crop_level():

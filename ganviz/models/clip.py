@@ -23,7 +23,7 @@ from typing import Mapping, Optional
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CLIP", "clip_from_state_dict"]
+__all__ = ["CLIP", "VisionTower", "Transformer", "ResidualBlock", "QuickGELU", "clip_from_state_dict"]
 
 
 class QuickGELU(nn.Module):
@@ -143,7 +143,7 @@ def clip_from_state_dict(state: Mapping[str, Tensor], quick_gelu: bool = True, v
         raise CheckpointError("this CLIP has a ResNet image tower (visual.layer1 ..., attnpool); only ViT image "
                               "towers (visual.conv1 + visual.transformer) are supported")
     needed = ("visual.conv1.weight", "visual.positional_embedding", "visual.proj", "token_embedding.weight",
-              "positional_embedding", "text_projection")
+              "positional_embedding", "text_projection", "visual.transformer.resblocks.0.mlp.c_fc.weight")
     missing = [k for k in needed if k not in state]
     if missing:
         raise CheckpointError(f"not an open_clip-layout CLIP state dict: missing {', '.join(missing)} (found "

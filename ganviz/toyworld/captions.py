@@ -21,7 +21,7 @@ __all__ = ["ConceptFact", "SceneFacts", "scene_facts", "caption", "CLASS_WORDS",
            "CAPTION_WORDS", "MIN_SHARE", "class_prompt", "words"]
 
 MIN_SHARE = 0.004
-"""Concepts covering less of the image than this (16 pixels at 64x64) are not mentioned."""
+"""Concepts covering less of the image than this (17 pixels at 64x64) are not mentioned."""
 
 CLASS_WORDS: dict[str, tuple[str, ...]] = {
     "church": ("church", "chapel", "cathedral"),

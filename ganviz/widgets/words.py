@@ -25,11 +25,15 @@ class WordState(ViewState):
 
 class WordSearch(ViewBase):
     """A text box over a :class:`~ganviz.openvocab.WordProbe`: for the typed word, the ``n_units`` units that
-    respond most (SoftWPMI), each with its top images and what switching it off does (``probe.check``)."""
+    respond most (SoftWPMI), each with its top images and what switching it off does (``probe.check``: for a
+    generator, the word's probability for the regenerated samples; for a classifier, the predicted class's
+    probability over the unit's top images, which does not depend on the word)."""
 
     def __init__(self, probe: WordProbe, word: str = "", n_units: int = 6, n_images: int = 6,
                  background: bool = True) -> None:
         super().__init__(background)
+        if int(n_units) < 1 or int(n_images) < 1:
+            raise ValueError(f"n_units and n_images must be >= 1, got {n_units} and {n_images}")
         self.probe, self.n_units, self.n_images = probe, int(n_units), int(n_images)
         self.text = W.Text(value=word, placeholder="a word: tree, dome, a red door ...", description="Word",
                            continuous_update=False)
@@ -53,23 +57,29 @@ class WordSearch(ViewBase):
         """Rank the units for the current word (in the background)."""
         word = self.text.value.strip()
         if not word:
-            self.say("type a word first, e.g. 'tree'")
+            self.compute(self._clear)  # also supersedes a search still running
             return
         self.say(f"searching '{word}' ...")
         self.compute(self._search, word)
 
+    def _clear(self) -> None:
+        self.rows, self._picture = [], None
+        self.table.value, self.strip.value = "", b""
+        self.say("type a word first, e.g. 'tree'")
+
     def _search(self, word: str) -> None:
         scores = self.probe.scores(word)
         units = [int(u) for u in np.argsort(-scores, kind="stable")[: self.n_units]]
-        self.rows = [(u, float(scores[u]), self.probe.check(word, u)) for u in units]
+        rows = [(u, float(scores[u]), self.probe.check(word, u)) for u in units]
         strips = []
-        for u, score, check in self.rows:
+        for u, score, check in rows:
             images = to_uint8(self.probe.images(self.probe.top_images(u, self.n_images)))
             tile = make_grid(images, cols=self.n_images, pad=2)
             tile = upscale(tile, 2) if images.shape[1] < 96 else tile
             strips.append(_caption(tile, f"unit {u}\nscore {score:.2f}\n{check.text()}", width=230))
-        self._picture = make_grid(np.stack(_same_width(strips)), cols=1, pad=4)
-        self.strip.value = png_bytes(self._picture)
+        picture = make_grid(np.stack(_same_width(strips)), cols=1, pad=4)
+        self.rows, self._picture = rows, picture  # the table, the picture and .rows always agree
+        self.strip.value = png_bytes(picture)
         known = "" if self.probe.tim.known(word) else " (some of these words are new to the text model)"
         body = "".join(f"<tr><td>{u}</td><td>{s:.2f}</td><td>{html.escape(c.text())}</td></tr>"
                        for u, s, c in self.rows)

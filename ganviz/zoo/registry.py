@@ -55,11 +55,11 @@ class ModelInfo:
         return ((images - lo) / (hi - lo)).clamp(0, 1)
 
 
-def _clip_words() -> int:
+def _clip_words(folder: Path = WEIGHTS_DIR) -> int:
     """The toy text-image model's vocabulary size, from its manifest entry (the caption words it was trained on)."""
     from ..toyworld.captions import CAPTION_WORDS
 
-    return len(_read_manifest(WEIGHTS_DIR).get("toy-clip", {}).get("extra", {}).get("vocabulary", CAPTION_WORDS)) + 2
+    return len(_read_manifest(folder).get("toy-clip", {}).get("extra", {}).get("vocabulary", CAPTION_WORDS)) + 2
 
 
 def _specs() -> dict[str, tuple[Callable[[], nn.Module], ModelInfo]]:
@@ -87,6 +87,9 @@ def _specs() -> dict[str, tuple[Callable[[], nn.Module], ModelInfo]]:
             "toy-segmenter", "segmenter", 64, (-1.0, 1.0), ("enc1", "enc2", "enc3", "dec2", "dec1"), "dec1",
             concept_names=CONCEPTS, description="U-Net-style segmenter of the 16 toy-world concepts")),
     }
+
+
+_TRAINER = {"generator": "gan", "textimage": "clip"}  # kind -> `python -m ganviz.zoo.train` choice
 
 
 def available() -> list[str]:
@@ -131,14 +134,14 @@ def load(name: str, device: str | torch.device = "cpu", folder: str | Path | Non
     entry = _read_manifest(folder).get(name)
     if entry is None:
         raise FileNotFoundError(f"no weights for {name!r} in {folder}; train them with "
-                                f"`python -m ganviz.zoo.train {meta.kind.replace('generator', 'gan')} --export`")
+                                f"`python -m ganviz.zoo.train {_TRAINER.get(meta.kind, meta.kind)} --export`")
     path = folder / entry["file"]
     check_regular_file(path, f"weights file for {name!r}")
     digest = _sha256(path)
     if digest != entry["sha256"]:
         raise ChecksumError(f"weights file {path} is corrupted or was modified: sha256 {digest[:16]}... does not "
                             f"match the recorded {entry['sha256'][:16]}...; reinstall ganviz or re-export the model")
-    model = _specs()[name][0]()
+    model = ToyCLIP(_clip_words(folder)) if name == "toy-clip" else _specs()[name][0]()
     model.load_state_dict(load_file(str(path)), strict=True)
     model = model.to(device).eval()
     meta.file, meta.sha256, meta.extra = entry["file"], digest, entry.get("extra", {})
@@ -174,6 +177,9 @@ def adapter(name: str, device: str | torch.device = "cpu", folder: str | Path | 
     from ..preprocessing import Normalize
 
     model, meta = load(name, device, folder)
+    if meta.kind == "textimage":
+        raise ValueError(f"{name!r} is a text-image model: use ganviz.toy_text_image() (its image tower, "
+                         "model.visual, is an ordinary classifier-like module)")
     if meta.kind == "classifier":
         return ClassifierAdapter(model, meta.class_names, meta.layers, meta.default_layer, meta.resolution,
                                  Normalize(meta.input_range), name)

@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.model == "clip":  # the tokenizer's words travel with the weights
             from ..toyworld.captions import CAPTION_WORDS
 
-            extra = {"vocabulary": list(CAPTION_WORDS), "steps": args.steps}
+            extra = {"vocabulary": list(CAPTION_WORDS), "steps": min(args.until or args.steps, args.steps)}
         # the encoder only starts an optimisation: half precision halves the package's largest file at no cost
         dtype = torch.float16 if args.model == "encoder" else torch.float32
         path = save_weights(ZOO_NAMES[args.model], model, folder=args.export_to, extra=extra, dtype=dtype)
