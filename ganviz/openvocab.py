@@ -148,9 +148,12 @@ def _check_vocabulary(vocabulary: Optional[Sequence[str]], tim: TextImageModel) 
 
 def _collect(model: nn.Module, layer: str, source: Any, tim: TextImageModel, to_model: Callable[[Tensor], Tensor],
              to_images: Callable[[Any, Tensor], Tensor], n: int, batch_size: int, progress: bool,
-             generator: bool = False) -> Tuple[Tensor, Tensor]:
-    """Mean unit activations ``(n, U)`` and image embeddings ``(n, D)`` of the first ``n`` items of ``source``
-    (a classifier's forward pass stops at ``layer``; a generator's runs to the image)."""
+             generator: bool = False, pool: str = "mean") -> Tuple[Tensor, Tensor]:
+    """Unit activations ``(n, U)`` (each map's mean, or its maximum with ``pool="max"``) and image embeddings
+    ``(n, D)`` of the first ``n`` items of ``source`` (a classifier's forward pass stops at ``layer``; a
+    generator's runs to the image)."""
+    if pool not in ("mean", "max"):
+        raise ValueError(f"pool must be 'mean' or 'max', got {pool!r}")
     from tqdm.auto import tqdm
 
     device = model_device(model)
@@ -160,7 +163,8 @@ def _collect(model: nn.Module, layer: str, source: Any, tim: TextImageModel, to_
             x, _ = source.load(range(start, min(start + batch_size, n)))
             with torch.no_grad():
                 out = tr.run(to_model(x.to(device)))
-            acts.append(tr[layer].map.float().mean((2, 3)).cpu())
+            maps = tr[layer].map.float()
+            acts.append((maps.mean((2, 3)) if pool == "mean" else maps.amax((2, 3))).cpu())
             embs.append(tim.encode_images(to_images(x, out)))
     return torch.cat(acts), torch.cat(embs)
 
@@ -308,13 +312,15 @@ class WordProbe:
 def word_probe_classifier(model: nn.Module, layer: str, data: Any, text_image: TextImageModel,
                           vocabulary: Optional[Sequence[str]] = None, *, n: Optional[int] = 1000,
                           batch_size: int = 100, preprocess: Optional[Callable[[Tensor], Tensor]] = None,
-                          progress: bool = True) -> WordProbe:
-    """A :class:`WordProbe` of an image model's ``layer`` over ``data`` (first ``n`` items)."""
+                          pool: str = "max", progress: bool = True) -> WordProbe:
+    """A :class:`WordProbe` of an image model's ``layer`` over ``data`` (first ``n`` items).  ``pool``: a unit's
+    activation on an image is its map's maximum (default: the top images are those of a dissection, where the
+    unit fires most strongly) or mean (``"mean"``, CLIP-Dissect's choice)."""
     words = _check_vocabulary(vocabulary, text_image)
     source = as_source(data)
     to_model = preprocess or to_signed
     acts, embs = _collect(model, layer, source, text_image, to_model, lambda x, out: x, _count(source, n),
-                          batch_size, progress)
+                          batch_size, progress, pool=pool)
     return WordProbe(model, layer, source, text_image, words, acts, embs, "classifier", to_model,
                      lambda x, out: x)
 
@@ -322,13 +328,14 @@ def word_probe_classifier(model: nn.Module, layer: str, data: Any, text_image: T
 def word_probe_generator(generator: nn.Module, layer: str, text_image: TextImageModel,
                          vocabulary: Optional[Sequence[str]] = None, *, n: int = 1000, seed: int = 1,
                          batch_size: int = 50, to_unit_range: Optional[Callable[[Tensor], Tensor]] = None,
-                         progress: bool = True) -> WordProbe:
-    """A :class:`WordProbe` of a generator's ``layer`` over ``n`` samples (``z`` seed ``seed``)."""
+                         pool: str = "max", progress: bool = True) -> WordProbe:
+    """A :class:`WordProbe` of a generator's ``layer`` over ``n`` samples (``z`` seed ``seed``); ``pool`` as in
+    :func:`word_probe_classifier`."""
     words = _check_vocabulary(vocabulary, text_image)
     source = GeneratorSource(n, z_dim_of(generator), seed)
     to01 = to_unit_range or _to_unit_range
     acts, embs = _collect(generator, layer, source, text_image, identity, lambda z, out: to01(out).cpu(),
-                          _count(source, n), batch_size, progress, generator=True)
+                          _count(source, n), batch_size, progress, generator=True, pool=pool)
     return WordProbe(generator, layer, source, text_image, words, acts, embs, "generator", identity,
                      lambda z, out: to01(out).cpu())
 
