@@ -30,7 +30,7 @@ from .dissect.result import LABEL_MIN_IOU
 from .edits import Ablate
 from .generator_units import GeneratorProbe
 
-__all__ = ["LabelCheck", "generator_label_checks", "classifier_label_checks", "summary", "MIN_DROP"]
+__all__ = ["LabelCheck", "generator_label_checks", "classifier_label_checks", "class_check", "summary", "MIN_DROP"]
 
 MIN_DROP = 0.05
 """Relative fall that confirms a label (5%)."""
@@ -102,7 +102,6 @@ def classifier_label_checks(model: nn.Module, layer: str, result: Labels, x: Ten
     if len(x) != len(labels):
         raise ValueError(f"{len(x)} images but {len(labels)} label maps")
     probs = predict(model, x)
-    top = probs.argmax(1)
     out: Dict[int, LabelCheck] = {}
     for unit, concept in _labelled(result, units, min_iou):
         if concept not in names:
@@ -113,11 +112,20 @@ def classifier_label_checks(model: nn.Module, layer: str, result: Labels, x: Ten
         if len(shows) == 0:
             out[unit] = LabelCheck(unit, concept, "p(class)", 0.0, 0.0, 0)
             continue
-        rows = torch.arange(len(shows))
-        before = float(probs[shows, top[shows]].mean())
-        after = float(predict(model, x[shows], layer, Ablate([unit]))[rows, top[shows]].mean())
-        out[unit] = LabelCheck(unit, concept, "p(class)", before, after, len(shows))
+        out[unit] = class_check(model, layer, x[shows], unit, concept, probs[shows])
     return out
+
+
+@torch.no_grad()
+def class_check(model: nn.Module, layer: str, x: Tensor, unit: int, label: str,
+                probs: Optional[Tensor] = None) -> LabelCheck:
+    """Switch ``unit`` off over images ``x`` (model input) and measure each image's predicted class's probability
+    (``probs``: the intact model's class probabilities of ``x``, when already computed)."""
+    probs = predict(model, x) if probs is None else probs
+    top = probs.argmax(1)
+    rows = torch.arange(len(x))
+    after = predict(model, x, layer, Ablate([int(unit)]))[rows, top]
+    return LabelCheck(int(unit), label, "p(class)", float(probs[rows, top].mean()), float(after.mean()), len(x))
 
 
 def summary(checks: Dict[int, LabelCheck], min_drop: float = MIN_DROP) -> str:

@@ -30,14 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .ablation import predict
 from .cache import ResultCache, atomic_write, callable_id, make_key, weights_hash
 from .dissect.sources import GeneratorSource, LatentSource, as_source
 from .plumbing import eval_mode, model_device, z_dim_of
 from .preprocessing import identity, to_signed
 from .textimage import TextImageModel
 from .edits import Ablate
-from .label_checks import LabelCheck
+from .label_checks import LabelCheck, class_check
 from .trace import Trace, edited_forward, retain
 
 __all__ = ["WordLabels", "label_classifier_units", "label_generator_units", "soft_wpmi", "default_vocabulary",
@@ -132,9 +131,26 @@ class WordLabels:
         return f"WordLabels(layer={self.layer!r}, units={self.num_units}, words={len(self.words)}, {self.model})"
 
 
-def _to_unit_range(y: Tensor) -> Tensor:
-    """A tanh generator's output in [-1, 1] -> images in [0, 1]."""
-    return ((y.float() + 1) / 2).clamp(0, 1)
+def _image_parts(data: Any, preprocess: Optional[Callable[[Tensor], Tensor]]) -> Tuple[Any, Callable, Callable]:
+    """``(source, to_model, to_images)`` of an image model: the model sees ``preprocess(images)``, the text-image
+    model the images."""
+    return as_source(data), preprocess or to_signed, _images_as_loaded
+
+
+def _images_as_loaded(x: Tensor, out: Any) -> Tensor:
+    return x
+
+
+def _generator_parts(generator: nn.Module, n: int, seed: int, latents: Any,
+                     to_unit_range: Optional[Callable[[Tensor], Tensor]]) -> Tuple[Any, Callable, Callable]:
+    """``(source, to_model, to_images)`` of a generator: latents in, ``to_unit_range(G(z))`` to the text-image
+    model (default: a tanh output in [-1, 1] to [0, 1])."""
+    if latents is None:
+        source: Any = GeneratorSource(n, z_dim_of(generator), seed)
+    else:
+        source = LatentSource(torch.as_tensor(latents)) if isinstance(latents, (Tensor, np.ndarray)) else latents
+    to01 = to_unit_range or to_signed.inverse
+    return source, identity, lambda z, out: to01(out.float()).cpu()
 
 
 def _check_vocabulary(vocabulary: Optional[Sequence[str]], tim: TextImageModel) -> Tuple[str, ...]:
@@ -176,8 +192,8 @@ def _count(source: Any, n: Optional[int]) -> int:
     return n
 
 
-def _label(model: nn.Module, layer: str, source: Any, tim: TextImageModel, words: Tuple[str, ...],
-           to_model: Callable[[Tensor], Tensor], to_images: Callable[[Any, Tensor], Tensor], n: Optional[int],
+def _label(model: nn.Module, layer: str, source: Any, to_model: Callable[[Tensor], Tensor],
+           to_images: Callable[[Any, Tensor], Tensor], tim: TextImageModel, words: Tuple[str, ...], n: Optional[int],
            batch_size: int, params: dict, cache_dir: PathLike, progress: bool, generator: bool = False
            ) -> WordLabels:
     n = _count(source, n)
@@ -209,9 +225,8 @@ def label_classifier_units(model: nn.Module, layer: str, data: Any, text_image: 
     The model sees ``preprocess(images)`` (default ``images * 2 - 1``), the text-image model the images
     themselves.  ``cache_dir``: reuse a result of identical weights, data, words and parameters."""
     words = _check_vocabulary(vocabulary, text_image)
-    return _label(model, layer, as_source(data), text_image, words, preprocess or to_signed,
-                  lambda x, out: x, n, batch_size, dict(top_k=top_k, sharpness=sharpness, lam=lam), cache_dir,
-                  progress)
+    return _label(model, layer, *_image_parts(data, preprocess), text_image, words, n, batch_size,
+                  dict(top_k=top_k, sharpness=sharpness, lam=lam), cache_dir, progress)
 
 
 def label_generator_units(generator: nn.Module, layer: str, text_image: TextImageModel,
@@ -224,13 +239,9 @@ def label_generator_units(generator: nn.Module, layer: str, text_image: TextImag
     ``GeneratorSource(n, z_dim, seed)`` unless ``latents`` is given).  ``to_unit_range`` maps the generator's
     output to images in [0, 1] (default ``(x + 1) / 2`` clamped, for a tanh output)."""
     words = _check_vocabulary(vocabulary, text_image)
-    if latents is None:
-        source: Any = GeneratorSource(n, z_dim_of(generator), seed)
-    else:
-        source = LatentSource(torch.as_tensor(latents)) if isinstance(latents, (Tensor, np.ndarray)) else latents
-    to01 = to_unit_range or _to_unit_range
-    return _label(generator, layer, source, text_image, words, identity, lambda z, out: to01(out).cpu(), n,
-                  batch_size, dict(top_k=top_k, sharpness=sharpness, lam=lam), cache_dir, progress, generator=True)
+    return _label(generator, layer, *_generator_parts(generator, n, seed, latents, to_unit_range), text_image,
+                  words, n, batch_size, dict(top_k=top_k, sharpness=sharpness, lam=lam), cache_dir, progress,
+                  generator=True)
 
 
 class WordProbe:
@@ -292,12 +303,7 @@ class WordProbe:
         x = self.to_model(x.to(model_device(self.model)))
         with eval_mode(self.model):
             if self.kind == "classifier":
-                before = predict(self.model, x)
-                top = before.argmax(1)
-                after = predict(self.model, x, self.layer, Ablate(units))
-                rows = torch.arange(len(idx))
-                return LabelCheck(units[0], word, "p(class)", float(before[rows, top].mean()),
-                                  float(after[rows, top].mean()), len(idx))
+                return class_check(self.model, self.layer, x, units[0], word)
             emb, j = self._word_embedding(word)
 
             def p_word(out: Tensor) -> float:
@@ -317,27 +323,24 @@ def word_probe_classifier(model: nn.Module, layer: str, data: Any, text_image: T
     activation on an image is its map's maximum (default: the top images are those of a dissection, where the
     unit fires most strongly) or mean (``"mean"``, CLIP-Dissect's choice)."""
     words = _check_vocabulary(vocabulary, text_image)
-    source = as_source(data)
-    to_model = preprocess or to_signed
-    acts, embs = _collect(model, layer, source, text_image, to_model, lambda x, out: x, _count(source, n),
-                          batch_size, progress, pool=pool)
-    return WordProbe(model, layer, source, text_image, words, acts, embs, "classifier", to_model,
-                     lambda x, out: x)
+    source, to_model, to_images = _image_parts(data, preprocess)
+    acts, embs = _collect(model, layer, source, text_image, to_model, to_images, _count(source, n), batch_size,
+                          progress, pool=pool)
+    return WordProbe(model, layer, source, text_image, words, acts, embs, "classifier", to_model, to_images)
 
 
 def word_probe_generator(generator: nn.Module, layer: str, text_image: TextImageModel,
                          vocabulary: Optional[Sequence[str]] = None, *, n: int = 1000, seed: int = 1,
-                         batch_size: int = 50, to_unit_range: Optional[Callable[[Tensor], Tensor]] = None,
-                         pool: str = "max", progress: bool = True) -> WordProbe:
-    """A :class:`WordProbe` of a generator's ``layer`` over ``n`` samples (``z`` seed ``seed``); ``pool`` as in
-    :func:`word_probe_classifier`."""
+                         latents: Any = None, batch_size: int = 50,
+                         to_unit_range: Optional[Callable[[Tensor], Tensor]] = None, pool: str = "max",
+                         progress: bool = True) -> WordProbe:
+    """A :class:`WordProbe` of a generator's ``layer`` over ``n`` samples (``z`` seed ``seed`` unless ``latents``
+    is given, as in :func:`label_generator_units`); ``pool`` as in :func:`word_probe_classifier`."""
     words = _check_vocabulary(vocabulary, text_image)
-    source = GeneratorSource(n, z_dim_of(generator), seed)
-    to01 = to_unit_range or _to_unit_range
-    acts, embs = _collect(generator, layer, source, text_image, identity, lambda z, out: to01(out).cpu(),
-                          _count(source, n), batch_size, progress, generator=True, pool=pool)
-    return WordProbe(generator, layer, source, text_image, words, acts, embs, "generator", identity,
-                     lambda z, out: to01(out).cpu())
+    source, to_model, to_images = _generator_parts(generator, n, seed, latents, to_unit_range)
+    acts, embs = _collect(generator, layer, source, text_image, to_model, to_images, _count(source, n),
+                          batch_size, progress, generator=True, pool=pool)
+    return WordProbe(generator, layer, source, text_image, words, acts, embs, "generator", to_model, to_images)
 
 
 @torch.no_grad()

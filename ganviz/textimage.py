@@ -7,7 +7,6 @@
 """
 from __future__ import annotations
 
-import re
 from typing import Callable, Sequence
 
 import torch
@@ -16,6 +15,7 @@ from torch import Tensor, nn
 
 from .cache import callable_id, weights_hash
 from .plumbing import eval_mode
+from .toyworld.captions import words as _words  # the toy captions' tokens: lower-case letter runs
 
 __all__ = ["WordTokenizer", "TextImageModel", "resize_center_crop"]
 
@@ -36,13 +36,13 @@ class WordTokenizer:
 
     def known(self, text: str) -> bool:
         """Whether every word of ``text`` is in the vocabulary (unknown words all read as one token)."""
-        tokens = re.findall(r"[a-z]+", text.lower())
+        tokens = _words(text)
         return bool(tokens) and all(t in self.index for t in tokens)
 
     def __call__(self, texts: Sequence[str]) -> Tensor:
         out = torch.zeros(len(texts), self.max_len, dtype=torch.long)
         for row, text in enumerate(texts):
-            ids = [self.index.get(t, self.UNK) for t in re.findall(r"[a-z]+", text.lower())][: self.max_len]
+            ids = [self.index.get(t, self.UNK) for t in _words(text)][: self.max_len]
             ids = ids or [self.UNK]  # no letters at all: one unknown word, never an all-padding row
             out[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         return out

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import html
-from typing import Any
-
 import ipywidgets as W
 import numpy as np
 import traitlets
@@ -77,7 +75,7 @@ class WordSearch(ViewBase):
             tile = make_grid(images, cols=self.n_images, pad=2)
             tile = upscale(tile, 2) if images.shape[1] < 96 else tile
             strips.append(_caption(tile, f"unit {u}\nscore {score:.2f}\n{check.text()}", width=230))
-        picture = make_grid(np.stack(_same_width(strips)), cols=1, pad=4)
+        picture = make_grid(np.stack(strips), cols=1, pad=4)  # every strip: the same caption and tile sizes
         self.rows, self._picture = rows, picture  # the table, the picture and .rows always agree
         self.strip.value = png_bytes(picture)
         known = "" if self.probe.tim.known(word) else " (some of these words are new to the text model)"
@@ -93,14 +91,3 @@ class WordSearch(ViewBase):
         if self._picture is None:
             raise RuntimeError("no word searched yet")
         return self._picture
-
-
-def _same_width(images: list[Any]) -> list[np.ndarray]:
-    w = max(im.shape[1] for im in images)
-    h = max(im.shape[0] for im in images)
-    out = []
-    for im in images:
-        canvas = np.full((h, w, 3), 255, np.uint8)
-        canvas[: im.shape[0], : im.shape[1]] = im
-        out.append(canvas)
-    return out
