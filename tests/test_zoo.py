@@ -159,3 +159,20 @@ def test_dissection_of_changed_weights_is_computed_and_cached(monkeypatch, tmp_p
         generator.output.conv.weight.mul_(0.5)  # no longer the shipped weights
     result = zoo.dissection("toy-gan", "layer4", generator, progress=False)
     assert result.num_images == 64 and list(tmp_path.glob("*.npz"))
+
+
+def test_a_time_budget_stops_training_with_a_checkpoint(tmp_path):
+    import time
+
+    from ganviz.zoo.training import Run, run_loop
+
+    layer = torch.nn.Linear(2, 2)
+    run = Run(tmp_path, "budget", {"model": layer})
+
+    def body(step):
+        time.sleep(0.05)
+        return "loss=1"
+
+    run_loop(run, steps=1000, every=500, body=body, minutes=0.2 / 60)   # 0.2 s
+    assert 2 <= run.step < 20
+    assert torch.load(run.ckpt, weights_only=True)["step"] == run.step  # the same command resumes from here

@@ -66,7 +66,7 @@ def _train_supervised(args, name: str, factory: Callable[[], nn.Module], images:
         acc = (logits.argmax(1) == y).float().mean().item()
         return f"loss={loss.item():.3f} {metric}={acc:.4f}"
 
-    run_loop(run, args.steps, args.every, body, args.log_every, args.until)
+    run_loop(run, args.steps, args.every, body, args.log_every, args.until, args.minutes)
     return model.eval(), run
 
 
@@ -171,6 +171,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--z-dim", type=int, default=128)
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--every", type=int, default=250, help="checkpoint every N steps")
+    p.add_argument("--minutes", type=float, help="checkpoint and stop after this many minutes of training "
+                   "(resume later with the same command)")
     p.add_argument("--until", type=int, help="checkpoint and stop after this step (resume later with the same "
                    "--steps)")
     p.add_argument("--sample-every", type=int, default=500, help="GAN: save a sample sheet every N steps")

@@ -71,5 +71,5 @@ def train_clip(args) -> nn.Module:
         acc = (logits.argmax(1) == target).float().mean().item()
         return f"loss={loss.item():.3f} batch_acc={acc:.3f} scale={model.logit_scale.exp().item():.1f}"
 
-    run_loop(run, args.steps, args.every, body, args.log_every, args.until)
+    run_loop(run, args.steps, args.every, body, args.log_every, args.until, args.minutes)
     return model.eval()

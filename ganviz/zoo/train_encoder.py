@@ -88,5 +88,5 @@ def train_encoder(args) -> nn.Module:
         opt.step()
         return msg
 
-    run_loop(run, args.steps, args.every, body, args.log_every, args.until)
+    run_loop(run, args.steps, args.every, body, args.log_every, args.until, args.minutes)
     return E.eval()

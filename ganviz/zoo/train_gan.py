@@ -98,7 +98,7 @@ def train_gan(args) -> nn.Module:
             save_samples(G_ema, args.z_dim, run.dir / f"samples_{step + 1:06d}.png")
         return f"loss_d={loss_d.item():.3f} loss_g={loss_g.item():.3f} r1={r1.item():.4f}"
 
-    run_loop(run, args.steps, args.every, body, args.log_every, args.until)
+    run_loop(run, args.steps, args.every, body, args.log_every, args.until, args.minutes)
     return recalibrate_batchnorm(copy.deepcopy(G_ema).float().cpu(), args.z_dim, batches=args.bn_batches)
 
 

@@ -102,9 +102,12 @@ class Run:
 
 
 def run_loop(run: Run, steps: int, every: int, body: Callable[[int], str], log_every: int = 50,
-          until: int | None = None) -> None:
+             until: int | None = None, minutes: float | None = None) -> None:
+    """Call ``body(step)`` from the run's step up to ``steps`` (or ``until``), checkpointing every ``every`` steps
+    and at the end; ``minutes`` of wall-clock time also end it (with a checkpoint), for runs on a lent machine."""
     bar = tqdm(total=steps, initial=run.step, desc=run.dir.name)
     stop = steps if until is None else min(until, steps)
+    deadline = None if minutes is None else time.monotonic() + 60 * minutes
     while run.step < stop:
         msg = body(run.step)
         run.step += 1
@@ -112,8 +115,12 @@ def run_loop(run: Run, steps: int, every: int, body: Callable[[int], str], log_e
         if run.step % log_every == 0:
             bar.set_postfix_str(msg)
             run.write(msg)
-        if run.step % every == 0 or run.step == stop:
+        out_of_time = deadline is not None and time.monotonic() >= deadline
+        if run.step % every == 0 or run.step == stop or out_of_time:
             run.save()
+        if out_of_time:
+            print(f"stopped after {minutes:g} minutes at step {run.step}; the same command resumes it")
+            break
     bar.close()
 
 
