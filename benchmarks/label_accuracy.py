@@ -7,8 +7,9 @@ text-image model, SoftWPMI) vs chance, against the toy world's exact ground trut
 Ground truth of a classifier unit: its best concept by IoU against the exact masks of ``--n`` held-out scenes
 (toy world seed 1), for units reaching IoU >= 0.04.  A label agrees when it names that concept: Network Dissection's
 label is the unit's best concept by IoU against the segmenter's masks; an open-vocabulary label is the best word
-of a vocabulary of the 16 concept names and the 8 scene-class names, mapped back to its concept (a scene-class
-word never agrees).  Chance: a uniformly random word of the same vocabulary (its expected agreement).  Causal
+of a vocabulary of the 16 concept names and the 8 scene-class names (each read in the text-image model's prompt
+templates), mapped back to its concept (a scene-class word never agrees), described from whole images
+(CLIP-Dissect) or from each image's 2x2 regions with the unit's map pooled over the same regions.  Chance: a uniformly random word of the same vocabulary (its expected agreement).  Causal
 check (:mod:`ganviz.label_checks`): switching the unit off lowers the predicted class's probability by >= 5% over
 held-out scenes (seed 3) that show the labelled concept.  Perfect describer: SoftWPMI with the exact share of
 each concept in the whole image (or in each 32 px crop, stride 16) in place of the text-image model's
@@ -37,6 +38,7 @@ from ganviz.toyworld.captions import CLASS_WORDS, WORD_CONCEPT
 from ganviz.zoo.evaluate import held_out
 
 MIN_IOU = 0.04
+REGIONS = 2  # open-vocabulary labels also from each image's 2x2 regions (the text-image model's local embeddings)
 VOCABULARY = list(CONCEPTS) + [CLASS_WORDS[c][0] for c in SCENE_CLASSES]
 
 
@@ -70,12 +72,16 @@ def classifier_rows(name: str, layer: str, n: int, tim, cache: str) -> dict:
     nd = {u: netdissect.concept_names[c] for u, c in enumerate(netdissect.best_concept)}
     words = label_classifier_units(model, layer, source, tim, VOCABULARY, progress=False, cache_dir=cache)
     ov = {u: WORD_CONCEPT.get(w) for u, w in enumerate(words.labels())}
+    parts = label_classifier_units(model, layer, source, tim, VOCABULARY, regions=REGIONS, progress=False,
+                                   cache_dir=cache)
+    ov_parts = {u: WORD_CONCEPT.get(w) for u, w in enumerate(parts.labels())}
     x, labels, _ = held_out(400, seed=3)
     nd_checks = classifier_label_checks(model, layer, {u: nd[u] for u in truth}, x, labels, concept_names=CONCEPTS)
     ov_checks = classifier_label_checks(model, layer, {u: ov[u] for u in truth if ov[u]}, x, labels,
                                         concept_names=CONCEPTS)
     return {"model": name, "layer": layer, "units": exact.num_units, "with_ground_truth": len(truth),
-            "netdissect": agreement(nd, truth), "open_vocabulary": agreement(ov, truth), "chance": chance(),
+            "netdissect": agreement(nd, truth), "open_vocabulary": agreement(ov, truth),
+            "open_vocabulary_regions": agreement(ov_parts, truth), "chance": chance(),
             "perfect_image_describer": describer_ceiling(model, layer, source, truth),
             "perfect_crop_describer": describer_ceiling(model, layer, source, truth, crop=32),
             "netdissect_causal": confirmed(nd_checks, truth), "open_vocabulary_causal": confirmed(ov_checks, truth),
@@ -91,12 +97,16 @@ def generator_row(n: int, tim, cache: str) -> dict:
              if iou >= MIN_IOU}
     words = label_generator_units(gen, "layer4", tim, VOCABULARY, n=n, progress=False, cache_dir=cache)
     ov = {u: WORD_CONCEPT.get(w) for u, w in enumerate(words.labels())}
+    parts = label_generator_units(gen, "layer4", tim, VOCABULARY, n=n, regions=REGIONS, progress=False,
+                                  cache_dir=cache)
+    ov_parts = {u: WORD_CONCEPT.get(w) for u, w in enumerate(parts.labels())}
     probe = GeneratorProbe(gen, "layer4", seg, result)
     z = seeded_latents(32, 128, 77)
     nd_checks = generator_label_checks(probe, z, labels=truth)
     ov_checks = generator_label_checks(probe, z, labels={u: ov[u] for u in truth if ov[u]})
     return {"model": "toy-gan", "layer": "layer4", "units": result.num_units, "with_ground_truth": len(truth),
-            "netdissect": 1.0, "open_vocabulary": agreement(ov, truth), "chance": chance(),
+            "netdissect": 1.0, "open_vocabulary": agreement(ov, truth),
+            "open_vocabulary_regions": agreement(ov_parts, truth), "chance": chance(),
             "perfect_image_describer": float("nan"), "perfect_crop_describer": float("nan"),
             "netdissect_causal": confirmed(nd_checks, truth), "open_vocabulary_causal": confirmed(ov_checks, truth),
             "reference": "Network Dissection (segmenter)", "seconds": round(time.time() - t)}
@@ -107,12 +117,12 @@ def _pct(v: float) -> str:
 
 
 def table(rows: list) -> str:
-    head = ("| model | layer | units with a reference label | Network Dissection agrees | open-vocabulary agrees "
-            "| chance | perfect describer: whole image / 32 px crops | causal check passed (ND / open-vocab) "
-            "| reference |\n|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| model | layer | units with a reference label | Network Dissection agrees | open-vocabulary agrees: "
+            f"whole images / {REGIONS}x{REGIONS} regions | chance | perfect describer: whole image / 32 px crops "
+            "| causal check passed (ND / open-vocab) | reference |\n|---|---|---|---|---|---|---|---|---|\n")
     return head + "".join(
         f"| {r['model']} | `{r['layer']}` | {r['with_ground_truth']} of {r['units']} | {_pct(r['netdissect'])} | "
-        f"{_pct(r['open_vocabulary'])} | {_pct(r['chance'])} | {_pct(r['perfect_image_describer'])} / "
+        f"{_pct(r['open_vocabulary'])} / {_pct(r['open_vocabulary_regions'])} | {_pct(r['chance'])} | {_pct(r['perfect_image_describer'])} / "
         f"{_pct(r['perfect_crop_describer'])} | {r['netdissect_causal']} / {r['open_vocabulary_causal']}"
         f" | {r['reference']} |\n" for r in rows)
 

@@ -164,12 +164,15 @@ def _check_vocabulary(vocabulary: Optional[Sequence[str]], tim: TextImageModel) 
 
 def _collect(model: nn.Module, layer: str, source: Any, tim: TextImageModel, to_model: Callable[[Tensor], Tensor],
              to_images: Callable[[Any, Tensor], Tensor], n: int, batch_size: int, progress: bool,
-             generator: bool = False, pool: str = "mean") -> Tuple[Tensor, Tensor]:
+             generator: bool = False, pool: str = "mean", regions: int = 1) -> Tuple[Tensor, Tensor]:
     """Unit activations ``(n, U)`` (each map's mean, or its maximum with ``pool="max"``) and image embeddings
     ``(n, D)`` of the first ``n`` items of ``source`` (a classifier's forward pass stops at ``layer``; a
-    generator's runs to the image)."""
+    generator's runs to the image).  With ``regions`` r > 1 every image counts as its r x r regions: activations
+    ``(n * r * r, U)`` pooled over each region of the unit maps, embeddings of the same regions of the image."""
     if pool not in ("mean", "max"):
         raise ValueError(f"pool must be 'mean' or 'max', got {pool!r}")
+    if int(regions) < 1:
+        raise ValueError(f"regions must be a positive number of regions per side (1: whole images), got {regions}")
     from tqdm.auto import tqdm
 
     device = model_device(model)
@@ -180,8 +183,10 @@ def _collect(model: nn.Module, layer: str, source: Any, tim: TextImageModel, to_
             with torch.no_grad():
                 out = tr.run(to_model(x.to(device)))
             maps = tr[layer].map.float()
-            acts.append((maps.mean((2, 3)) if pool == "mean" else maps.amax((2, 3))).cpu())
-            embs.append(tim.encode_images(to_images(x, out)))
+            pooled = (F.adaptive_avg_pool2d if pool == "mean" else F.adaptive_max_pool2d)(maps, int(regions))
+            acts.append(pooled.permute(0, 2, 3, 1).reshape(-1, maps.shape[1]).cpu())
+            emb = tim.encode_regions(to_images(x, out), int(regions))
+            embs.append(emb.reshape(-1, emb.shape[-1]))
     return torch.cat(acts), torch.cat(embs)
 
 
@@ -206,8 +211,10 @@ def _label(model: nn.Module, layer: str, source: Any, to_model: Callable[[Tensor
         hit = cache.load(key, WordLabels.load)
         if hit is not None:
             return hit
-    acts, embs = _collect(model, layer, source, tim, to_model, to_images, n, batch_size, progress, generator)
-    scores = soft_wpmi(embs @ tim.encode_texts(list(words)).T, acts, **params)
+    regions = params.pop("regions", 1)
+    acts, embs = _collect(model, layer, source, tim, to_model, to_images, n, batch_size, progress, generator,
+                          regions=regions)
+    scores = soft_wpmi(embs @ tim.encode_words(list(words)).T, acts, **params)
     result = WordLabels(layer, words, scores.numpy(), tim.name)
     if cache is not None and key is not None:
         cache.save(key, result.save)
@@ -217,31 +224,34 @@ def _label(model: nn.Module, layer: str, source: Any, to_model: Callable[[Tensor
 def label_classifier_units(model: nn.Module, layer: str, data: Any, text_image: TextImageModel,
                            vocabulary: Optional[Sequence[str]] = None, *, n: Optional[int] = None,
                            batch_size: int = 100, preprocess: Optional[Callable[[Tensor], Tensor]] = None,
-                           top_k: int = 100, sharpness: float = 10.0, lam: float = 1.0,
+                           top_k: int = 100, sharpness: float = 10.0, lam: float = 1.0, regions: int = 1,
                            cache_dir: PathLike = None, progress: bool = True) -> WordLabels:
     """Score every word of ``vocabulary`` (default :func:`default_vocabulary`) for every unit of an image
     model's ``layer`` over ``data`` (a DataSource, an image tensor in [0, 1] or a Dataset; first ``n`` items).
 
     The model sees ``preprocess(images)`` (default ``images * 2 - 1``), the text-image model the images
-    themselves.  ``cache_dir``: reuse a result of identical weights, data, words and parameters."""
+    themselves.  ``regions`` r > 1 describes each image's r x r regions instead of the whole image (the unit's
+    map pooled over the same regions), for units of layers whose maps are finer than the scene.  ``cache_dir``:
+    reuse a result of identical weights, data, words and parameters."""
     words = _check_vocabulary(vocabulary, text_image)
     return _label(model, layer, *_image_parts(data, preprocess), text_image, words, n, batch_size,
-                  dict(top_k=top_k, sharpness=sharpness, lam=lam), cache_dir, progress)
+                  dict(top_k=top_k, sharpness=sharpness, lam=lam, regions=regions), cache_dir, progress)
 
 
 def label_generator_units(generator: nn.Module, layer: str, text_image: TextImageModel,
                           vocabulary: Optional[Sequence[str]] = None, *, n: int = 1000, seed: int = 1,
                           latents: Any = None, batch_size: int = 50,
                           to_unit_range: Optional[Callable[[Tensor], Tensor]] = None, top_k: int = 100,
-                          sharpness: float = 10.0, lam: float = 1.0, cache_dir: PathLike = None,
-                          progress: bool = True) -> WordLabels:
+                          sharpness: float = 10.0, lam: float = 1.0, regions: int = 1,
+                          cache_dir: PathLike = None, progress: bool = True) -> WordLabels:
     """Score every word for every unit of a generator's ``layer`` over ``n`` samples ``G(z)`` (``z`` from
     ``GeneratorSource(n, z_dim, seed)`` unless ``latents`` is given).  ``to_unit_range`` maps the generator's
-    output to images in [0, 1] (default ``(x + 1) / 2`` clamped, for a tanh output)."""
+    output to images in [0, 1] (default ``(x + 1) / 2`` clamped, for a tanh output); ``regions`` as in
+    :func:`label_classifier_units`."""
     words = _check_vocabulary(vocabulary, text_image)
     return _label(generator, layer, *_generator_parts(generator, n, seed, latents, to_unit_range), text_image,
-                  words, n, batch_size, dict(top_k=top_k, sharpness=sharpness, lam=lam), cache_dir, progress,
-                  generator=True)
+                  words, n, batch_size, dict(top_k=top_k, sharpness=sharpness, lam=lam, regions=regions),
+                  cache_dir, progress, generator=True)
 
 
 class WordProbe:
@@ -255,7 +265,7 @@ class WordProbe:
         self.model, self.layer, self.source, self.tim, self.kind = model, layer, source, tim, kind
         self.activations, self.embeddings = activations, embeddings
         self.vocabulary = tuple(vocabulary)
-        self._vocab_emb = tim.encode_texts(list(self.vocabulary))
+        self._vocab_emb = tim.encode_words(list(self.vocabulary))
         self.to_model, self.to_images, self.top_k = to_model, to_images, top_k
 
     @property
@@ -268,7 +278,7 @@ class WordProbe:
             raise ValueError("type a word or a short phrase, e.g. 'tree'")
         if word in self.vocabulary:
             return self._vocab_emb, self.vocabulary.index(word)
-        return torch.cat([self._vocab_emb, self.tim.encode_texts([word])]), len(self.vocabulary)
+        return torch.cat([self._vocab_emb, self.tim.encode_words([word])]), len(self.vocabulary)
 
     def scores(self, word: str) -> np.ndarray:
         """SoftWPMI of ``word`` for every unit ``(U,)``: high when the unit's top images show it, and others' do not."""

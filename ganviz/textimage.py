@@ -4,10 +4,12 @@
     tim = ganviz.load_text_image("clip-vit-base")   # a CLIP from local files (ganviz.clip_files)
     img = tim.encode_images(images01)               # (N, 3, H, W) in [0, 1] -> (N, D) unit vectors
     txt = tim.encode_texts(["tree", "dome"])        # -> (W, D) unit vectors
+    words = tim.encode_words(["tree", "dome"])      # each word in the model's prompt templates, averaged
+    parts = tim.encode_regions(images01, 2)         # -> (N, 2, 2, D): each quarter of each image
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -53,16 +55,24 @@ class TextImageModel:
 
     ``image_fn`` maps preprocessed images to embeddings, ``text_fn`` maps a list of strings to embeddings;
     ``preprocess`` maps images in [0, 1] (N, 3, H, W) to the image encoder's input (resizing and normalising).
-    Both outputs are normalised to unit length here.
+    Both outputs are normalised to unit length here.  ``templates`` are the prompts a single word is read in
+    (``"a photo of a {}"``; CLIP's prompt ensembling averages them).  ``dense_fn``, where the image encoder's
+    embedding is the average of local ones (an average pool before a linear projection), maps preprocessed
+    images to those local embeddings ``(N, D, h, w)``, so that regions cost no extra pass (as in MaskCLIP).
     """
 
     def __init__(self, image_fn: Callable[[Tensor], Tensor], text_fn: Callable[[Sequence[str]], Tensor],
                  preprocess: Callable[[Tensor], Tensor], name: str, module: nn.Module | None = None,
-                 known: Callable[[str], bool] | None = None):
+                 known: Callable[[str], bool] | None = None, templates: Sequence[str] = ("{}",),
+                 dense_fn: Optional[Callable[[Tensor], Tensor]] = None):
         self.image_fn, self.text_fn, self.preprocess = image_fn, text_fn, preprocess
         self.name = name
         self.module = module
         self._known = known
+        self.templates = tuple(templates)
+        if not self.templates or not all(isinstance(t, str) and t.count("{}") == 1 for t in self.templates):
+            raise ValueError(f"templates must be strings with one '{{}}' for the word, got {templates!r}")
+        self.dense_fn = dense_fn
 
     def known(self, text: str) -> bool:
         """Whether the text encoder has seen every word of ``text`` (always true for sub-word tokenizers)."""
@@ -72,7 +82,8 @@ class TextImageModel:
     def identity(self) -> str:
         """What the embeddings depend on, for cache keys: the name, the encoders and the module (weights and
         structure, e.g. QuickGELU or GELU)."""
-        parts = [self.name, callable_id(self.image_fn), callable_id(self.text_fn), callable_id(self.preprocess)]
+        parts = [self.name, callable_id(self.image_fn), callable_id(self.text_fn), callable_id(self.preprocess),
+                 repr(self.templates), callable_id(self.dense_fn) if self.dense_fn is not None else "no dense"]
         if self.module is not None:
             parts += [weights_hash(self.module), repr(self.module)]
         return "|".join(parts)
@@ -99,6 +110,40 @@ class TextImageModel:
             raise ValueError("expected a non-empty list of strings")
         with eval_mode(self.module):
             return F.normalize(self.text_fn(list(texts)).float().cpu(), dim=-1)
+
+    def encode_words(self, words: Sequence[str]) -> Tensor:
+        """Words (or phrases) -> unit-length embeddings ``(W, D)``: each word in every template, averaged."""
+        if isinstance(words, str) or not len(words):
+            raise ValueError("expected a non-empty list of words")
+        if self.templates == ("{}",):
+            return self.encode_texts(list(words))
+        total = sum(self.encode_texts([t.format(w) for w in words]) for t in self.templates)
+        return F.normalize(total, dim=-1)
+
+    @torch.no_grad()
+    def encode_regions(self, images: Tensor, grid: int, batch: int = 256) -> Tensor:
+        """Images in [0, 1] ``(N, 3, H, W)`` -> unit-length embeddings ``(N, grid, grid, D)`` of a ``grid`` x ``grid``
+        split of each image: pooled local embeddings where the model has ``dense_fn``, else each region cropped
+        and encoded as an image of its own."""
+        if int(grid) < 1:
+            raise ValueError(f"grid must be a positive number of regions per side, got {grid}")
+        grid = int(grid)
+        if grid == 1:
+            return self.encode_images(images, batch)[:, None, None]
+        h, w = images.shape[-2:]
+        if h < grid or w < grid:
+            raise ValueError(f"cannot split {h}x{w} images into {grid}x{grid} regions")
+        if self.dense_fn is not None:
+            with eval_mode(self.module):
+                out = [F.adaptive_avg_pool2d(self.dense_fn(self.preprocess(images[i:i + batch].to(self.device)
+                                                                               .float())).float(), grid).cpu()
+                       for i in range(0, len(images), batch)]
+            return F.normalize(torch.cat(out).permute(0, 2, 3, 1), dim=-1)
+        ys = [round(i * h / grid) for i in range(grid + 1)]
+        xs = [round(j * w / grid) for j in range(grid + 1)]
+        cells = [self.encode_images(images[:, :, ys[i]:ys[i + 1], xs[j]:xs[j + 1]], batch)
+                 for i in range(grid) for j in range(grid)]
+        return torch.stack(cells, 1).reshape(len(images), grid, grid, -1)
 
     def __repr__(self) -> str:
         return f"TextImageModel({self.name!r})"

@@ -1,5 +1,6 @@
-"""Fixtures shared by the test files (model and data stand-ins live in _factories.py)."""
+"""Fixtures shared by the test files (model and data stand-ins live in _factories.py), and the order of files."""
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +10,27 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # kernels and servers it starts (nbval, Voila): more threads than cores spin and run far slower.
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
+
+# pytest-xdist hands out whole files in collection order: the files that take minutes (pytest --durations) go
+# first, heaviest first, so that no worker is left alone with one of them at the end while the others idle.
+HEAVY_FIRST = ("tests/test_gan_findings.py", "examples/03_dissect_a_gan.ipynb", "tests/test_inversion.py",
+               "examples/05_what_a_gan_cannot_generate.ipynb", "tests/test_model_quality.py",
+               "tests/browser/test_talk_app.py", "tests/browser/test_paint_app.py",
+               "tests/browser/test_classifier_widgets.py", "tests/browser/test_feature_widgets.py",
+               "tests/test_inception.py", "tests/browser/test_word_widgets.py", "tests/browser/test_frontends.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+
+    def key(item):
+        path = Path(str(item.fspath)).resolve()
+        try:
+            return rank.get(path.relative_to(config.rootpath.resolve()).as_posix(), len(rank))
+        except ValueError:
+            return len(rank)
+
+    items.sort(key=key)  # stable: within a file, and among the other files, the order stays
 
 
 @pytest.fixture

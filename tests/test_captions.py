@@ -46,3 +46,24 @@ def test_roc_auc_counts_ordered_pairs_with_ties_halved():
     assert roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75
     with pytest.raises(ValueError, match="positives and negatives"):
         roc_auc([0.1, 0.2], [1, 1])
+
+
+def test_region_crops_are_captioned_with_what_they_show():
+    import torch
+
+    from ganviz.toyworld import CONCEPTS
+    from ganviz.toyworld.render import render_batch
+    from ganviz.zoo.train_clip import region_crops
+
+    images, labels, classes = (torch.from_numpy(a) for a in render_batch(range(12), seed=5))
+    images = images.permute(0, 3, 1, 2).contiguous()
+    crops, facts = region_crops(images, labels, classes, np.random.default_rng(0), min_side=16, max_side=16)
+    assert crops.shape == images.shape and crops.dtype == torch.uint8
+    for full, part, crop in zip(labels, facts, crops):
+        shown = {CONCEPTS[k] for k in np.unique(full.numpy())}
+        named = {f.concept for f in part.concepts}
+        assert named and named <= shown               # only what the scene has ...
+        assert all(f.share >= 0.004 for f in part.concepts)
+    # ... and a 16 px crop shows fewer concepts than its whole scene in most scenes
+    assert sum(len(p.concepts) < len(scene_facts(lab.numpy(), int(c)).concepts)
+               for p, lab, c in zip(facts, labels, classes)) >= 8

@@ -179,3 +179,45 @@ def test_a_perfect_describer_separates_parts_only_at_crop_level():
     assert "crops" in crops.model and "images" in whole.model
     with pytest.raises(ValueError, match="label maps"):
         labels_from_masks(ColourUnits(), "colours", images, preprocess=torch.clone)
+
+
+def _red_and_blue_patches(n=120, size=32, patch=8, seed=0):
+    """Every image has one red and one blue patch of equal size, at random places."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.full((n, 3, size, size), 0.2)
+    for i in range(n):
+        r, b = torch.randint(0, size // patch, (2, 2), generator=g) * patch
+        images[i, 0, r[0]:r[0] + patch, r[1]:r[1] + patch] = 1.0
+        images[i, 2, b[0]:b[0] + patch, b[1]:b[1] + patch] = 1.0
+    return images
+
+
+def test_regions_are_described_by_local_embeddings_or_by_crops_alike():
+    images = _red_and_blue_patches()
+    crops = colour_text_image()
+    dense = TextImageModel(crops.image_fn, crops.text_fn, crops.preprocess, "colours", dense_fn=lambda x: x - 0.45)
+    # local embeddings pooled over a region are the region's own embedding: both paths agree
+    torch.testing.assert_close(crops.encode_regions(images[:5], 4), dense.encode_regions(images[:5], 4))
+    assert crops.encode_regions(images[:5], 1).shape == (5, 1, 1, 3)
+    words = ["thing", "blue", "red", "green"]
+    for tim in (crops, dense):
+        labels = label_classifier_units(ColourUnits(), "colours", images, tim, words, preprocess=torch.clone,
+                                        top_k=20, regions=4, progress=False)
+        assert labels.label(0) == "red" and labels.label(2) == "blue"
+    with pytest.raises(ValueError, match="regions"):
+        label_classifier_units(ColourUnits(), "colours", images, crops, words, regions=0, progress=False)
+    with pytest.raises(ValueError, match="cannot split"):
+        crops.encode_regions(images[:2, :, :2, :2], 4)
+
+
+def test_words_are_read_in_the_models_templates():
+    vectors = {"x": [1.0, 0.0], "y": [0.0, 1.0]}
+
+    def text_fn(texts):  # a template's last word decides the direction, the word itself is ignored
+        return torch.tensor([vectors[t.split()[-1]] for t in texts])
+
+    tim = TextImageModel(lambda x: x, text_fn, lambda x: x, "toy", templates=("{} x", "{} y"))
+    torch.testing.assert_close(tim.encode_words(["tree"]), torch.tensor([[0.7071, 0.7071]]), atol=1e-4, rtol=0)
+    assert "'{} x'" in tim.identity
+    with pytest.raises(ValueError, match="templates"):
+        TextImageModel(lambda x: x, text_fn, lambda x: x, "toy", templates=("no slot",))

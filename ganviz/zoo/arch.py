@@ -224,6 +224,16 @@ class ToyCLIP(nn.Module):
         """Images in [-1, 1] -> unit-length embeddings."""
         return nn.functional.normalize(self.visual(x).float(), dim=-1)
 
+    def encode_image_dense(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] -> local embeddings ``(N, D, 8, 8)`` before normalisation: ``fc`` at every location of
+        ``conv5_3``, whose average is the image embedding (the average pool comes before ``fc``)."""
+        v = self.visual
+        for name, module in v.named_children():
+            if name in ("avgpool", "dropout", "fc"):
+                break
+            x = module(x)
+        return torch.einsum("nchw,dc->ndhw", x, v.fc.weight) + v.fc.bias[None, :, None, None]
+
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token ids (0 pads) -> unit-length embeddings."""
         return nn.functional.normalize(self.text(tokens).float(), dim=-1)

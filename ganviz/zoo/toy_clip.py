@@ -8,9 +8,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..textimage import TextImageModel, WordTokenizer
+from ..toyworld.captions import CLASS_WORDS
+from ..toyworld.concepts import SCENE_CLASSES
 from .registry import load
 
-__all__ = ["toy_text_image"]
+__all__ = ["toy_text_image", "TEMPLATES"]
+
+TEMPLATES = tuple(f"a photo of a {CLASS_WORDS[c][0]} with {{}}" for c in SCENE_CLASSES) + ("a photo of a {}",)
+"""How a word is read by the toy model: in the frame of its captions, once per scene class (so that no class
+wins), and alone after "a photo of a" (as class names are)."""
 
 
 def toy_text_image(device: str | torch.device = "cpu") -> TextImageModel:
@@ -27,4 +33,5 @@ def toy_text_image(device: str | torch.device = "cpu") -> TextImageModel:
                                    align_corners=False)
         return meta.to_input(images)
 
-    return TextImageModel(model.encode_image, text_fn, preprocess, "toy-clip", model, tokenizer.known)
+    return TextImageModel(model.encode_image, text_fn, preprocess, "toy-clip", model, tokenizer.known,
+                          templates=TEMPLATES, dense_fn=model.encode_image_dense)

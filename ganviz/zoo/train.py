@@ -189,6 +189,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="gan: export the latest checkpoint's EMA generator without training further")
     p.add_argument("--snapshot", help="gan --export-only: export this checkpoint file (e.g. one ranked best by "
                    "python -m ganviz.zoo.evaluate --checkpoints) instead of the latest")
+    p.add_argument("--crop-prob", type=float, default=0.0, help="clip: share of each batch shown as region "
+                   "crops captioned with what they show")
     p.add_argument("--d-lr-ratio", type=float, default=1.0,
                    help="gan: discriminator lr / generator lr (the first shipped GAN used 2)")
     p.add_argument("--keep", action="store_true", help="gan: keep a snapshot step_NNNNNN.pt of every checkpoint")

@@ -33,12 +33,28 @@ def dataset_facts(labels: torch.Tensor, classes: torch.Tensor, workers: int = 2)
         return [f for part in pool.map(_facts_chunk, *zip(*chunks)) for f in part]
 
 
+def region_crops(images: torch.Tensor, labels: torch.Tensor, classes: torch.Tensor, rng: np.random.Generator,
+                 min_side: int = 16, max_side: int = 40) -> tuple[torch.Tensor, list[SceneFacts]]:
+    """A random square crop of each scene (``images`` uint8 ``(N, 3, H, W)``, side ``min_side``..``max_side`` pixels), scaled back to the scene's
+    size, with the facts of what the crop shows (positions and counts are the crop's own)."""
+    size = images.shape[-1]
+    out = torch.empty(images.shape, dtype=torch.float32)
+    facts = []
+    for i in range(len(images)):
+        side = int(rng.integers(min_side, max_side + 1))
+        top, left = (int(v) for v in rng.integers(0, size - side + 1, 2))
+        crop = images[i:i + 1, :, top:top + side, left:left + side].float()
+        out[i] = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False)[0]
+        facts.append(scene_facts(labels[i, top:top + side, left:left + side].numpy(), int(classes[i])))
+    return out.add_(0.5).clamp_(0, 255).to(images.dtype), facts
+
+
 def train_clip(args) -> nn.Module:
     """AdamW (one-cycle) on the symmetric InfoNCE loss of CLIP with a learned temperature; images flip
-    horizontally with their captions' left and right."""
+    horizontally with their captions' left and right; a share ``--crop-prob`` of each batch are region crops
+    (:func:`region_crops`) captioned with what the crop shows, so that parts of scenes get words too."""
     images, labels, classes = render_dataset(args.data, args.world_seed, args.workers)
     facts = dataset_facts(labels, classes, args.workers)
-    del labels
     tokenizer = WordTokenizer(CAPTION_WORDS)
     torch.manual_seed(args.seed)
     dtype = autocast_dtype(torch.device("cpu"), args.autocast)
@@ -55,10 +71,16 @@ def train_clip(args) -> nn.Module:
         idx = batch_indices(args.seed, step, len(images), args.batch)
         rng = np.random.default_rng([args.seed, step])
         flip = torch.from_numpy(rng.random(len(idx)) < 0.5)
-        texts = [caption(facts[i].mirrored() if f else facts[i], rng) for i, f in zip(idx.tolist(), flip.tolist())]
+        batch_images, batch_facts = images[idx], [facts[i] for i in idx.tolist()]
+        n_crops = int(round(args.crop_prob * len(idx)))
+        if n_crops:
+            crops, crop_facts = region_crops(batch_images[:n_crops], labels[idx[:n_crops]], classes[idx[:n_crops]], rng)
+            batch_images = torch.cat([crops, batch_images[n_crops:]])
+            batch_facts = crop_facts + batch_facts[n_crops:]
+        texts = [caption(f.mirrored() if m else f, rng) for f, m in zip(batch_facts, flip.tolist())]
         tokens = tokenizer(texts)
         with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-            img = model.encode_image(to_input(images[idx], flip))
+            img = model.encode_image(to_input(batch_images, flip))
             txt = model.encode_text(tokens)
         logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T
         target = torch.arange(len(idx))
