@@ -4,9 +4,10 @@
     python benchmarks/openvocab_speed.py --n 500 --repeats 1
 
 Over the same 2,000 toy scenes (rendered on the fly by all four): Network Dissection of the toy classifier's
-``conv5_3`` with the bundled segmenter's masks, the same with the toy world's exact masks, and SoftWPMI labels
-from the toy text-image model with the default vocabulary (224 words), from whole images and from 2x2 regions.  No caches; each is run ``--repeats``
-times in turn and the fastest run counts.  The bar (issue 17): labelling <= 2x a plain dissection.
+``conv5_3`` with the bundled segmenter's masks, the same with the toy world's exact masks, and SoftWPMI labels from
+the toy text-image model with the default vocabulary (224 words), from whole images and from 2x2 regions. No
+caches; each is run ``--repeats`` times in turn and the fastest run counts. The bar (issue 17): labelling <= 2x a
+plain dissection.
 """
 from __future__ import annotations
 

@@ -35,8 +35,9 @@ def dataset_facts(labels: torch.Tensor, classes: torch.Tensor, workers: int = 2)
 
 def region_crops(images: torch.Tensor, labels: torch.Tensor, classes: torch.Tensor, rng: np.random.Generator,
                  min_side: int = 16, max_side: int = 40) -> tuple[torch.Tensor, list[SceneFacts]]:
-    """A random square crop of each scene (``images`` uint8 ``(N, 3, H, W)``, side ``min_side``..``max_side`` pixels), scaled back to the scene's
-    size, with the facts of what the crop shows (positions and counts are the crop's own)."""
+    """A random square crop of each scene (``images`` uint8 ``(N, 3, H, W)``, side ``min_side``..``max_side``
+    pixels), scaled back to the scene's size, with the facts of what the crop shows (positions and counts are the
+    crop's own)."""
     size = images.shape[-1]
     out = torch.empty(images.shape, dtype=torch.float32)
     facts = []
@@ -74,7 +75,8 @@ def train_clip(args) -> nn.Module:
         batch_images, batch_facts = images[idx], [facts[i] for i in idx.tolist()]
         n_crops = int(round(args.crop_prob * len(idx)))
         if n_crops:
-            crops, crop_facts = region_crops(batch_images[:n_crops], labels[idx[:n_crops]], classes[idx[:n_crops]], rng)
+            first = idx[:n_crops]
+            crops, crop_facts = region_crops(batch_images[:n_crops], labels[first], classes[first], rng)
             batch_images = torch.cat([crops, batch_images[n_crops:]])
             batch_facts = crop_facts + batch_facts[n_crops:]
         texts = [caption(f.mirrored() if m else f, rng) for f, m in zip(batch_facts, flip.tolist())]
