@@ -43,12 +43,16 @@ class ToyVGG(nn.Module):
         self.dropout = nn.Dropout(0.2)
         self.fc = nn.Linear(cin, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def conv_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``conv5_3``'s output: everything before the average pool."""
         for name, module in self.named_children():
-            if name == "fc":
-                x = torch.flatten(x, 1)
+            if name == "avgpool":
+                break
             x = module(x)
         return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(torch.flatten(self.avgpool(self.conv_features(x)), 1)))
 
 
 class ToyGenerator(nn.Module):
@@ -227,12 +231,8 @@ class ToyCLIP(nn.Module):
     def encode_image_dense(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] -> local embeddings ``(N, D, 8, 8)`` before normalisation: ``fc`` at every location of
         ``conv5_3``, whose average is the image embedding (the average pool comes before ``fc``)."""
-        v = self.visual
-        for name, module in v.named_children():
-            if name in ("avgpool", "dropout", "fc"):
-                break
-            x = module(x)
-        return torch.einsum("nchw,dc->ndhw", x, v.fc.weight) + v.fc.bias[None, :, None, None]
+        fc = self.visual.fc
+        return torch.einsum("nchw,dc->ndhw", self.visual.conv_features(x), fc.weight) + fc.bias[None, :, None, None]
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token ids (0 pads) -> unit-length embeddings."""
