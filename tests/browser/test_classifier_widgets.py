@@ -118,8 +118,7 @@ def test_ablation_slider_changes_bars(ablate_page, shots):
     for i in range(sliders.count()):
         slider = sliders.nth(i)
         units.append(int(re.match(r"unit (\d+)", slider.locator(".widget-label").inner_text()).group(1)))
-        drag_slider_to(slider, 0.0)                      # a real mouse drag to the left end
-        wait_text_contains(slider.locator(".widget-readout"), "0.00")
+        drag_slider_to(slider, 0.0, expect="0.00")       # a real mouse drag to the left end
     wait_text_contains(status, f"units removed: {units}")
     after_html = wait_html_change(bars, before_html)
     assert bars.inner_text().split()[0] == flipped, \

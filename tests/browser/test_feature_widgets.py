@@ -99,10 +99,9 @@ def test_ablation_slider_on_a_feature(features_page, shots):
     # find_flip left its features at 0: drag the first back to 1 (the right third of the track) and back to 0
     status = panel.locator(".ganviz-status")
     before = bars.inner_html()
-    drag_slider_to(sliders.first, 1 / 3)
-    wait_text_contains(sliders.first.locator(".widget-readout"), "1.00")
+    drag_slider_to(sliders.first, 1 / 3, expect="1.00")
     after = wait_html_change(bars, before)
-    drag_slider_to(sliders.first, 0.0)
+    drag_slider_to(sliders.first, 0.0, expect="0.00")
     wait_html_change(bars, after)
     wait_text_contains(status, "features removed")
     assert panel.get_by_role("button", name="Restore all features").count() == 1

@@ -270,13 +270,44 @@ def broken_images(el) -> list[str]:
         .map(i => i.className)""")
 
 
-def drag_slider_to(slider, fraction: float, steps: int = 8) -> None:
-    """Drag an ipywidgets slider's handle with the mouse to ``fraction`` (0..1) of its track."""
+def drag_slider_to(slider, fraction: float, expect: str | None = None, steps: int = 8, tries: int = 3) -> None:
+    """Drag an ipywidgets slider's handle with the mouse to ``fraction`` (0..1) of its track.
+
+    With ``expect``, wait for the read-out to show it and drag again (up to ``tries`` times) when it does not: on a
+    loaded machine the page can still be laying out (images arriving above the slider) while the boxes are measured,
+    and a drag aimed from stale boxes lands short (CI once read 0.10 for a drag to 1.00).
+    """
+    for attempt in range(tries):
+        _drag_once(slider, fraction, steps)
+        if expect is None:
+            return
+        try:
+            wait_text_contains(slider.locator(".widget-readout"), expect, timeout_s=10)
+            return
+        except AssertionError:
+            if attempt == tries - 1:
+                raise
+
+
+def _stable_box(locator, quiet_s: float = 0.15, timeout_s: float = 10) -> dict:
+    """The element's bounding box once two readings ``quiet_s`` apart agree (layout has settled)."""
+    deadline = time.monotonic() + timeout_s
+    box = locator.bounding_box()
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        again = locator.bounding_box()
+        if again == box:
+            break
+        box = again
+    return box
+
+
+def _drag_once(slider, fraction: float, steps: int) -> None:
     page = slider.page
     slider.scroll_into_view_if_needed()
     handle = slider.locator(".noUi-handle").first
-    track = slider.locator(".noUi-base, .noUi-target").first.bounding_box()
-    box = handle.bounding_box()
+    track = _stable_box(slider.locator(".noUi-base, .noUi-target").first)
+    box = _stable_box(handle)
     x0, y0 = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     x1 = track["x"] + fraction * track["width"]
     if fraction <= 0:
