@@ -12,7 +12,7 @@ unchanged tools inside :func:`ganviz.basis.with_basis`:
   the directions were not fitted on: features with IoU >= 0.04, concepts covered (best label of at least one such
   feature) and the mean over concepts of the best feature's IoU;
 * (GAN) the number of features to remove so that trees lose >= 70% of their area and the watermark vanishes from
-  >= 80% of the samples that had it (the criteria of tests/test_gan_findings.py), features ranked by their
+  >= 80% of the samples that had it (the bars examples/03 checks), features ranked by their
   gradient x activation attribution to the concept's segmented area (one backward pass instead of one generation
   per candidate), counts found by doubling then bisection over that ranking, measured with the segmenter;
 * (GAN) door insertion as GAN Dissection does it: the 20 door features with the highest IoU (only those reaching
@@ -423,7 +423,7 @@ features keeps the reconstruction error (so that an edit of nothing changes noth
 leaves the dictionary's pre-encoder bias `b_dec` behind, not zero: removing every feature turns the layer into \
 `b_dec` plus the error, not into zeros as removing every unit does ("every feature removed" and the `b_dec` line \
 show what that draws).  Removal counts come from one attribution ranking for every basis; \
-tests/test_gan_findings.py ranks the top-IoU units by their measured effect one by one (25 units for trees, 50 for \
+examples/03 ranks the top-IoU units by their measured effect one by one (25 units for trees, 50 for \
 the watermark, on its own latents).
 """
     path.parent.mkdir(parents=True, exist_ok=True)

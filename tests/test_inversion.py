@@ -68,7 +68,8 @@ def test_bad_input_is_refused():
         invert(nn.Sequential(g.layer1), torch.zeros(1, 3, 4, 4))
 
 
-N_INVERTED = 10  # images of each kind inverted (each takes about 10 s on one core)
+# The paper's finding (images G(z) invert at >= 30 dB, rendered scenes at least 5 dB worse, and what a latent alone
+# loses of them includes the concepts the GAN under-produces) is checked once, by examples/05 under nbval.
 
 
 @pytest.fixture(scope="module")
@@ -77,38 +78,6 @@ def bundled():
     encoder, _ = ganviz.load("toy-encoder")
     segmenter, sinfo = ganviz.load("toy-segmenter")
     return generator, encoder, segmenter, sinfo.concept_names
-
-
-@pytest.mark.bundled
-@pytest.mark.slow
-def test_generated_images_invert_far_better_than_rendered_scenes_and_the_losses_match_the_omissions(bundled):
-    """N images G(z) come back at >= 30 dB on average; N rendered scenes (never seen by the GAN) clearly worse;
-    what their latent-only reconstructions lose includes what the distribution-level report finds
-    under-produced."""
-    from ganviz.omission import compare, generated_statistics, missing_concepts, segment_statistics
-    from ganviz.zoo.evaluate import held_out
-
-    generator, encoder, segmenter, names = bundled
-    inverter = Inverter(generator, encoder, layer="layer4")
-    with torch.no_grad():
-        fake = generator(torch.randn(N_INVERTED, 128, generator=torch.Generator().manual_seed(7)))
-    real, _, _ = held_out(N_INVERTED, seed=9)
-    fits_fake = [inverter(fake[i:i + 1]) for i in range(N_INVERTED)]
-    fits_real = [inverter(real[i:i + 1]) for i in range(N_INVERTED)]
-    mean_fake = sum(r.psnr for r in fits_fake) / N_INVERTED
-    mean_real = sum(r.psnr for r in fits_real) / N_INVERTED
-    assert mean_fake >= 30 and mean_real <= mean_fake - 5, (mean_fake, mean_real)
-    # what the generator's own distribution (a latent alone) cannot reproduce of each scene ...
-    latent_only = Inverter(generator, encoder, steps=150)
-    lost = [missing_concepts(segmenter, r.target, r.image, names) for r in (latent_only(x[None]) for x in real)]
-    lost_with_layer = [missing_concepts(segmenter, r.target, r.image, names) for r in fits_real]
-    many, _, _ = held_out(400, seed=4)
-    report = compare(generated_statistics(generator, segmenter, names, n=400, seed=3),
-                     segment_statistics(many, segmenter, names))
-    # ... includes what the distribution-level report finds under-produced; layer4's freedom recovers most of it
-    under = set(report.under_produced(threshold=0.35))
-    assert {c for names_ in lost for c in names_} & under, (lost, report.relative_area())
-    assert sum(map(len, lost_with_layer)) * 3 <= sum(map(len, lost)), (lost_with_layer, lost)
 
 
 @pytest.mark.bundled
