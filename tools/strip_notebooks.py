@@ -11,8 +11,8 @@ As a git clean filter (``.gitattributes`` names it for ``examples/*.ipynb``; ena
 What goes: the notebook's ``metadata.widgets`` (the saved state of every widget model) and the
 ``application/vnd.jupyter.widget-view+json`` part of each output (a reference to that state; the output's
 ``text/plain`` stays); and of an image shown both as PNG and as JPEG (PIL images are), the larger of the two
-(PNGs re-encoded losslessly with zlib's best compression first).  What stays: every text output and one picture
-per image output, so ``pytest --nbval-lax`` (which compares text outputs of the cells marked
+(PNGs re-encoded with zlib's best compression and a palette of at most 256 colours first).  What stays: every
+text output and one picture per image output, so ``pytest --nbval-lax`` (which compares text outputs of the cells marked
 ``# NBVAL_CHECK_OUTPUT`` and never images) sees the same outputs.  The result is written as Jupyter writes
 notebooks (one-space indent, sorted keys), so a stripped notebook is stripped again to the same bytes.
 """
@@ -43,11 +43,15 @@ def widget_state(nb: dict[str, Any]) -> list[str]:
 
 
 def _smaller_png(data: str) -> str:
-    """The PNG re-encoded losslessly with the best zlib compression (kept as it is when that is not smaller)."""
+    """The PNG re-encoded with the best zlib compression, its colours reduced to a 256-colour palette when it has
+    more (no dithering: the toy scenes and plots lose nothing one can see); kept as it is when that is not smaller.
+    A PNG that has a palette already is only re-compressed, so stripping twice changes nothing."""
     from PIL import Image
 
     raw = base64.b64decode(data)
     image = Image.open(io.BytesIO(raw))
+    if image.mode in ("RGB", "RGBA") and image.getcolors(256) is None:
+        image = image.quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
     buf = io.BytesIO()
     image.save(buf, format="PNG", optimize=True)
     return data if len(buf.getvalue()) >= len(raw) else base64.b64encode(buf.getvalue()).decode("ascii")
