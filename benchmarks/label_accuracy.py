@@ -5,17 +5,17 @@ text-image model, SoftWPMI) vs chance, against the toy world's exact ground trut
     python benchmarks/label_accuracy.py --n 500 --out /tmp/labels.md     # quicker, smaller
 
 Ground truth of a classifier unit: its best concept by IoU against the exact masks of ``--n`` held-out scenes (toy
-world seed 1), for units reaching IoU >= 0.04. A label agrees when it names that concept: Network Dissection's
-label is the unit's best concept by IoU against the segmenter's masks; an open-vocabulary label is the best word of
-a vocabulary of the 16 concept names and the 8 scene-class names (each read in the text-image model's prompt
-templates), mapped back to its concept (a scene-class word never agrees), described from whole images
-(CLIP-Dissect) or from each image's 2x2 regions with the unit's map pooled over the same regions. Chance: a
-uniformly random word of the same vocabulary (its expected agreement). Causal check (:mod:`ganviz.label_checks`):
-switching the unit off lowers the predicted class's probability by >= 5% over held-out scenes (seed 3) that show
-the labelled concept. Perfect describer: SoftWPMI with the exact share of each concept in the whole image (or in
-each 32 px crop, stride 16) in place of the text-image model's probabilities -- the ceiling of any image-level (or
-crop-level) describer, text-image model or not. Generated images have no exact masks, so for the GAN the reference
-is Network Dissection's label and the causal check measures the labelled concept's area.
+world seed 1), for units reaching IoU >= 0.04. A label agrees when it names that concept: Network Dissection's label
+is the unit's best concept by IoU against the segmenter's masks; an open-vocabulary label is the best word of a
+vocabulary of the 16 concept names and the 8 scene-class names (each read in the text-image model's prompt
+templates), mapped back to its concept (a scene-class word never agrees), described from whole images (CLIP-Dissect)
+or from each image's 3x3 regions (each cropped and described as an image of its own) with the unit's map pooled over
+the same regions. Chance: a uniformly random word of the same vocabulary (its expected agreement). Causal check
+(:mod:`ganviz.label_checks`): switching the unit off lowers the predicted class's probability by >= 5% over held-out
+scenes (seed 3) that show the labelled concept. Perfect describer: SoftWPMI with the exact share of each concept in
+the whole image (or in each 32 px crop, stride 16) in place of the text-image model's probabilities -- the ceiling
+of any image-level (or crop-level) describer, text-image model or not. Generated images have no exact masks, so for
+the GAN the reference is Network Dissection's label and the causal check measures the labelled concept's area.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from ganviz.toyworld.captions import CLASS_WORDS, WORD_CONCEPT
 from ganviz.zoo.evaluate import held_out
 
 MIN_IOU = 0.04
-REGIONS = 2  # open-vocabulary labels also from each image's 2x2 regions (the text-image model's local embeddings)
+REGIONS = 3  # open-vocabulary labels also from each image's 3x3 regions, each cropped and described on its own
 VOCABULARY = list(CONCEPTS) + [CLASS_WORDS[c][0] for c in SCENE_CLASSES]
 
 

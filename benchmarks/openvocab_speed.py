@@ -5,9 +5,9 @@
 
 Over the same 2,000 toy scenes (rendered on the fly by all four): Network Dissection of the toy classifier's
 ``conv5_3`` with the bundled segmenter's masks, the same with the toy world's exact masks, and SoftWPMI labels from
-the toy text-image model with the default vocabulary (224 words), from whole images and from 2x2 regions. No
-caches; each is run ``--repeats`` times in turn and the fastest run counts. The bar (issue 17): labelling <= 2x a
-plain dissection.
+the toy text-image model with the default vocabulary (224 words), from whole images and from 3x3 regions (each
+cropped and encoded). No caches; each is run ``--repeats`` times in turn and the fastest run counts. The bar (issue
+17): labelling <= 2x a plain dissection.
 """
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ def main(argv=None) -> dict:
         "dissection (exact masks)": lambda: dissect_classifier(clf, "conv5_3", source, progress=False),
         "open-vocabulary labels": lambda: label_classifier_units(clf, "conv5_3", source, tim, words,
                                                                  progress=False),
-        "open-vocabulary, 2x2 regions": lambda: label_classifier_units(clf, "conv5_3", source, tim, words,
-                                                                       regions=2, progress=False),
+        "open-vocabulary, 3x3 regions": lambda: label_classifier_units(clf, "conv5_3", source, tim, words,
+                                                                       regions=3, progress=False),
     }
     best = {k: float("inf") for k in jobs}
     for _ in range(args.repeats):

@@ -19,8 +19,12 @@ TEMPLATES = tuple(f"a photo of a {CLASS_WORDS[c][0]} with {{}}" for c in SCENE_C
 wins), and alone after "a photo of a" (as class names are)."""
 
 
-def toy_text_image(device: str | torch.device = "cpu") -> TextImageModel:
-    """The bundled toy text-image model (``toy-clip``): 64x64 toy scenes and the words of toy captions."""
+def toy_text_image(device: str | torch.device = "cpu", dense: bool = False) -> TextImageModel:
+    """The bundled toy text-image model (``toy-clip``): 64x64 toy scenes and the words of toy captions.
+
+    Regions (``regions=`` of the labelling functions) are cropped and encoded as images of their own, as the model
+    was trained on region crops; ``dense=True`` describes them with its local embeddings instead (one pass per image,
+    ``ToyCLIP.encode_image_dense``; less accurate: docs/models.md)."""
     model, meta = load("toy-clip", device)
     tokenizer = WordTokenizer(meta.extra["vocabulary"])
 
@@ -34,4 +38,4 @@ def toy_text_image(device: str | torch.device = "cpu") -> TextImageModel:
         return meta.to_input(images)
 
     return TextImageModel(model.encode_image, text_fn, preprocess, "toy-clip", model, tokenizer.known,
-                          templates=TEMPLATES, dense_fn=model.encode_image_dense)
+                          templates=TEMPLATES, dense_fn=model.encode_image_dense if dense else None)

@@ -122,6 +122,8 @@ class VoilaServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+        if exc[0] is None:                             # a log is kept only when the block failed
+            self.log_path.unlink(missing_ok=True)
 
 
 def launch(playwright, user_data_dir: str | Path):
