@@ -82,8 +82,8 @@ def main() -> None:
 
     view = PaintCanvas(gen, result, concepts=concepts[:4], background=False)
     sent = []
-    put = view.canvas.put_image_data
-    view.canvas.put_image_data = lambda data, x=0, y=0: (sent.append(time.perf_counter()), put(data, x, y))
+    put = view.canvas.put_image_data  # the clock stops once the PNG is encoded and sent
+    view.canvas.put_image_data = lambda data, x=0, y=0: (put(data, x, y), sent.append(time.perf_counter()))
 
     def event(name: str, x: float, y: float) -> None:
         view.canvas._handle_frontend_event(None, {"event": name, "x": x * view.scale, "y": y * view.scale}, [])

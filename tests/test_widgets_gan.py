@@ -7,6 +7,7 @@ from datetime import datetime
 import numpy as np
 import pytest
 import torch
+from ipycanvas.canvas import COMMANDS
 from PIL import Image
 
 import ganviz
@@ -97,12 +98,18 @@ def test_a_drag_burst_ends_showing_the_final_stroke(canvas):
 
 def test_a_browser_connecting_late_gets_the_image_again(canvas, monkeypatch):
     sent = []
+    scales = []
     monkeypatch.setattr(canvas.canvas, "put_image_data", lambda data, x=0, y=0: sent.append(data.copy()))
-    canvas.canvas._canvas_manager._current_canvas = canvas.canvas
+    monkeypatch.setattr(canvas.canvas, "scale", lambda x, y=None: scales.append((x, y)))
+    manager = canvas.canvas._canvas_manager
+    commands = []
+    monkeypatch.setattr(manager, "_send_custom", lambda command, buffers=[]: commands.append(command[0]))
+    manager._current_canvas = canvas.canvas
     canvas.canvas._handle_frontend_event(None, {"event": "client_ready"}, [])
-    assert len(sent) == 1 and sent[0].shape == (32 * SCALE, 32 * SCALE, 4)
-    assert canvas.canvas._canvas_manager._current_canvas is None  # the next command re-targets this canvas
-    assert np.array_equal(sent[0][::SCALE, ::SCALE, :3], canvas.image)
+    assert len(sent) == 1 and sent[0].shape == (32, 32, 4)  # the image at its own size: the canvas enlarges it
+    assert commands[0] == COMMANDS["switchCanvas"]  # the browser's new canvas model is targeted again first
+    assert np.array_equal(sent[0][..., :3], canvas.image)
+    assert scales == [(SCALE, None)] and canvas.canvas.image_smoothing_enabled is False  # enlarged, crisp
 
 
 def _png(array):

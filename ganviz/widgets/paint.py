@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -117,6 +118,7 @@ class PaintCanvas(ViewBase):
         self.canvas = Canvas(width=w * self.scale, height=h * self.scale,
                              layout=W.Layout(width=f"{w * self.scale}px", height=f"{h * self.scale}px",
                                              min_width=f"{w * self.scale}px", flex="0 0 auto"))
+        self._draw_lock = threading.Lock()  # the image (worker thread) and brush dabs (kernel thread) share a canvas
         self.concept = W.ToggleButtons(options=palette, value=palette[0], description="Concept",
                                        style={"button_width": "76px"})
         self.mode = W.ToggleButtons(options=["draw", "remove"], value="draw", description="Mode")
@@ -170,7 +172,14 @@ class PaintCanvas(ViewBase):
             f"seed {self.seed.value}: choose a concept and drag on the image"
 
     def _show(self, image: np.ndarray) -> None:
-        self.canvas.put_image_data(_rgba(upscale(image, self.scale)), 0, 0)
+        """Send the image at its own size (a small PNG); the canvas enlarges it ``scale`` times with crisp pixels
+        (set on every draw: a browser that connects late has missed earlier settings)."""
+        with self._draw_lock:
+            self.canvas.save()
+            self.canvas.image_smoothing_enabled = False
+            self.canvas.scale(self.scale)
+            self.canvas.put_image_data(_rgba(image), 0, 0)
+            self.canvas.restore()
 
     def _repaint(self) -> None:
         """A browser connected (late, or after a reload): its canvas is blank, so draw the current image again."""
@@ -288,8 +297,9 @@ class PaintCanvas(ViewBase):
 
     def _dab(self, x: float, y: float) -> None:
         r, g, b = concept_color(self.concept.value)
-        self.canvas.fill_style = f"rgba({r},{g},{b},0.5)" if self.mode.value == "draw" else "rgba(0,0,0,0.5)"
-        self.canvas.fill_circle(x, y, self.brush.value * self.scale)
+        with self._draw_lock:
+            self.canvas.fill_style = f"rgba({r},{g},{b},0.5)" if self.mode.value == "draw" else "rgba(0,0,0,0.5)"
+            self.canvas.fill_circle(x, y, self.brush.value * self.scale)
 
     def _move(self, x: float, y: float) -> None:
         if self._points is None:
