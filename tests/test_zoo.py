@@ -176,3 +176,25 @@ def test_a_time_budget_stops_training_with_a_checkpoint(tmp_path):
     run_loop(run, steps=1000, every=500, body=body, minutes=0.2 / 60)   # 0.2 s
     assert 2 <= run.step < 20
     assert torch.load(run.ckpt, weights_only=True)["step"] == run.step  # the same command resumes from here
+
+
+def test_projected_discriminator_trains_only_its_heads(tmp_path):
+    from ganviz.zoo.projected import ProjectedDiscriminator
+
+    torch.set_num_threads(1)
+    visual = zoo.load("toy-clip")[0].visual
+    frozen = {k: v.clone() for k, v in visual.state_dict().items()}
+    D = ProjectedDiscriminator(visual).train()
+    assert not D.features.training  # frozen BatchNorm statistics, also in training mode
+    x = torch.rand(4, 3, 64, 64) * 2 - 1
+    scores = D(x)
+    assert scores.shape == (4, 4 * 64)  # pixels, conv2_2, conv3_3, conv5_3: 8x8 cells each
+    scores.mean().backward()
+    assert all(p.grad is None for p in D.features.parameters()) and all(p.grad is None for p in D.mix.parameters())
+    assert all(p.grad is not None for p in D.heads.parameters())
+    assert all(torch.equal(frozen[k], v) for k, v in visual.state_dict().items())
+    with pytest.raises(KeyError, match="no layer"):
+        ProjectedDiscriminator(visual, taps=("conv9_9",))
+    train.main(["gan", "--projected", "--data", "64", "--batch", "8", "--workers", "1", "--steps", "2",
+                "--log-every", "1", "--bn-batches", "1", "--out", str(tmp_path)])
+    assert len((tmp_path / "gan" / "log.txt").read_text().splitlines()) == 2

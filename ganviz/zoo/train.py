@@ -200,6 +200,8 @@ def _parser() -> argparse.ArgumentParser:
                    "exported generator's BatchNorm statistics")
     p.add_argument("--mbstd", action="store_true", help="gan: a minibatch-std channel in the discriminator")
     p.add_argument("--deep-d", action="store_true", help="gan: a 3x3 conv per resolution in the discriminator")
+    p.add_argument("--projected", action="store_true", help="gan: judge images in the frozen toy-clip image "
+                   "tower's feature space (Projected GAN) plus a pixel head")
     p.add_argument("--d-warmup", type=int, default=0, help="gan: steps that train only the discriminator (with "
                    "--init-from, so that a fresh discriminator catches up before the generator moves)")
     p.add_argument("--init-from", help="gan, encoder: warm-start from the bundled model ('bundled') or a "

@@ -44,22 +44,33 @@ def _r1_penalty(D: nn.Module, real: torch.Tensor) -> torch.Tensor:
     return grad.float().pow(2).sum((1, 2, 3)).mean()
 
 
+def _discriminator(args) -> nn.Module:
+    if getattr(args, "projected", False):
+        from .projected import ProjectedDiscriminator
+        from .registry import load
+
+        return ProjectedDiscriminator(load("toy-clip")[0].visual)
+    return ToyDiscriminator(mbstd=args.mbstd, deep=args.deep_d)
+
+
 def train_gan(args) -> nn.Module:
     """Hinge-loss GAN with a spectral-normalised discriminator, equal learning rates, Adam(0, 0.99) and an EMA
     generator (the shipped toy-gan's recipe); float32 unless bf16 is native (see :func:`~ganviz.zoo.training.autocast_dtype`); on CUDA
     when available.  Options for longer runs: a lazy R1 penalty on reals (``--r1``, every ``--r1-every`` steps),
-    a minibatch-std channel (``--mbstd``) and a 3x3 conv per resolution (``--deep-d``) in the discriminator, and a
+    a minibatch-std channel (``--mbstd``) and a 3x3 conv per resolution (``--deep-d``) in the discriminator, a
+    discriminator on the frozen toy-clip image tower's features (``--projected``: :mod:`~ganviz.zoo.projected`), and a
     warm start (``--init-from bundled``) whose first ``--d-warmup`` steps train the discriminator only."""
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     images, _, _ = render_dataset(args.data, args.world_seed, args.workers)
     torch.manual_seed(args.seed)
     G = ToyGenerator(args.z_dim).to(device, memory_format=torch.channels_last)
-    D = ToyDiscriminator(mbstd=args.mbstd, deep=args.deep_d).to(device, memory_format=torch.channels_last)
+    D = _discriminator(args).to(device, memory_format=torch.channels_last)
     init_weights(G, "toy-gan", args.init_from)
     G_ema = copy.deepcopy(G).eval()
     lr = args.lr or 2e-4
     opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.0, 0.99))
-    opt_d = torch.optim.Adam(D.parameters(), lr=lr * args.d_lr_ratio, betas=(0.0, 0.99))
+    opt_d = torch.optim.Adam([p for p in D.parameters() if p.requires_grad], lr=lr * args.d_lr_ratio,
+                             betas=(0.0, 0.99))
     run = Run(Path(args.out), "gan", {"G": G, "D": D, "G_ema": G_ema, "opt_g": opt_g, "opt_d": opt_d}, args.keep)
     run.resume()
     G.train()
