@@ -41,8 +41,13 @@ class ProjectedDiscriminator(nn.Module):
     def __init__(self, features: ToyVGG, taps: tuple[str, ...] = TAPS, mix: int = 64, seed: int = 0):
         super().__init__()
         self.features = features.eval().requires_grad_(False)
-        self.taps = tuple(taps)
-        sizes = self._tap_shapes()
+        names = [n for n, _ in features.named_children()]
+        missing = set(taps) - set(names)
+        if not taps or missing:
+            raise KeyError(f"the feature network has no layer {sorted(missing)}; it has {names}")
+        self.taps = tuple(sorted(taps, key=names.index))  # in the order the network computes them
+        with torch.no_grad():
+            sizes = {name: (x.shape[1], x.shape[2]) for name, x in self._tapped(torch.zeros(1, 3, 64, 64))}
         g = torch.Generator().manual_seed(seed)
         self.mix = nn.ModuleDict()
         self.heads = nn.ModuleDict()
@@ -54,22 +59,12 @@ class ProjectedDiscriminator(nn.Module):
             self.heads[name] = _head(mix, max(0, (h // 8).bit_length() - 1))
         self.pixels = _head(3, 3, width=64)
 
-    @torch.no_grad()
-    def _tap_shapes(self) -> dict[str, tuple[int, int]]:
-        names = [n for n, _ in self.features.named_children()]
-        missing = set(self.taps) - set(names)
-        if missing:
-            raise KeyError(f"the feature network has no layer {sorted(missing)}; it has {names}")
-        self.taps = tuple(sorted(self.taps, key=names.index))  # in the order the network computes them
-        return {name: (x.shape[1], x.shape[2]) for name, x in self._tapped(torch.zeros(1, 3, 64, 64))}
-
     def _tapped(self, x: torch.Tensor):
-        last = self.taps[-1] if self.taps else None
         for name, module in self.features.named_children():
             x = module(x)
             if name in self.taps:
                 yield name, x
-            if name == last:
+            if name == self.taps[-1]:
                 return
 
     def train(self, mode: bool = True) -> "ProjectedDiscriminator":

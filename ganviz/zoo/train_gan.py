@@ -45,7 +45,7 @@ def _r1_penalty(D: nn.Module, real: torch.Tensor) -> torch.Tensor:
 
 
 def _discriminator(args) -> nn.Module:
-    if getattr(args, "projected", False):
+    if args.projected:
         from .projected import ProjectedDiscriminator
         from .registry import load
 
