@@ -152,12 +152,15 @@ class GeneratorProbe:
         """Units ordered by how much removing each one alone shrinks ``concept``: ``[(unit, drop), ...]``.
 
         Candidates default to the ``n_candidates`` units with the highest IoU for the concept (as in GAN
-        Dissection, whose causal ranking refines the IoU ranking).
+        Dissection, whose causal ranking refines the IoU ranking).  Only the samples of ``z`` that show the concept
+        are generated again (removing a unit cannot shrink what is not there).
         """
         k = self.concept_index(concept)
         if candidates is None:
             candidates = self.result.units_for(k, n_candidates)
-        before = float(self._areas(z, None, k).sum())
+        areas = self._areas(z, None, k)
+        z = z[torch.from_numpy(np.flatnonzero(areas > 0))]
+        before = float(areas.sum())
         drops = []
         for u in candidates:
             after = float(self._areas(z, Ablate([int(u)]), k).sum())

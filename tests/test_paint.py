@@ -111,6 +111,16 @@ def test_probe_measures_removal_ranking_and_insertion(gen, result):
     assert effect.removed_from(0.01) == 1.0
     ranking = probe.rank_by_effect("wall", z, candidates=[DOOR, WALL, SKY])
     assert ranking[0] == (WALL, pytest.approx(1.0))
+    # only the samples that show the concept are generated again for each candidate
+    mixed = torch.cat([_z(-1.0).repeat(4, 1), _z(2.0).repeat(4, 1)])
+    assert (probe.area("door", mixed) > 0).tolist() == [False] * 4 + [True] * 4
+    rows, generate = [], probe.generate
+    probe.generate = lambda z, edit=None: rows.append(len(z)) or generate(z, edit)
+    try:
+        doors = probe.rank_by_effect("door", mixed, candidates=[DOOR, WALL, SKY])
+    finally:
+        del probe.generate
+    assert sum(rows) == 8 + 4 * 3 and doors[0] == (DOOR, pytest.approx(1.0))
     m = probe.insertion_map("door", _z(), units=[DOOR], level_quantile=0.99, cells=1)
     assert m.added.shape == (1, 8, 8)
     assert m.rate_in("wall") == 1.0 and m.trials_in("wall") == 32
