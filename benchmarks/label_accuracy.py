@@ -10,7 +10,8 @@ is the unit's best concept by IoU against the segmenter's masks; an open-vocabul
 vocabulary of the 16 concept names and the 8 scene-class names (each read in the text-image model's prompt
 templates), mapped back to its concept (a scene-class word never agrees), described from whole images (CLIP-Dissect)
 or from each image's 3x3 regions (each cropped and described as an image of its own) with the unit's map pooled over
-the same regions. Chance: a uniformly random word of the same vocabulary (its expected agreement). Causal check
+the same regions, or by Network Dissection with the text-image model's word maps as the segmenter (``WordSegmenter``:
+each location of an image labelled with the word its local embedding is closest to; MaskCLIP's segmentation). Chance: a uniformly random word of the same vocabulary (its expected agreement). Causal check
 (:mod:`ganviz.label_checks`): switching the unit off lowers the predicted class's probability by >= 5% over held-out
 scenes (seed 3) that show the labelled concept. Perfect describer: SoftWPMI with the exact share of each concept in
 the whole image (or in each 32 px crop, stride 16) in place of the text-image model's probabilities -- the ceiling
@@ -32,6 +33,7 @@ from ganviz.dissect import ToyWorldSource, dissect_classifier, dissect_generator
 from ganviz.generator_units import GeneratorProbe
 from ganviz.label_checks import classifier_label_checks, generator_label_checks
 from ganviz.openvocab import label_classifier_units, label_generator_units, labels_from_masks
+from ganviz.textimage import WordSegmenter
 from ganviz.plumbing import seeded_latents
 from ganviz.zoo.toy_clip import toy_text_image
 from ganviz.toyworld import CONCEPTS, SCENE_CLASSES
@@ -61,6 +63,11 @@ def confirmed(checks: dict, units) -> int:
     return sum(checks[u].confirmed() for u in units if u in checks)
 
 
+def word_map_labels(result) -> dict:
+    """Concepts named by a dissection whose concepts are vocabulary words (a scene-class word names none)."""
+    return {u: WORD_CONCEPT.get(result.concept_names[c]) for u, c in enumerate(result.best_concept)}
+
+
 def classifier_rows(name: str, layer: str, n: int, tim, cache: str) -> dict:
     model, _ = ganviz.load(name)
     seg, _ = ganviz.load("toy-segmenter")
@@ -76,13 +83,15 @@ def classifier_rows(name: str, layer: str, n: int, tim, cache: str) -> dict:
     parts = label_classifier_units(model, layer, source, tim, VOCABULARY, regions=REGIONS, progress=False,
                                    cache_dir=cache)
     ov_parts = {u: WORD_CONCEPT.get(w) for u, w in enumerate(parts.labels())}
+    maps = dissect_classifier(model, layer, source, segmenter=word_segmenter(), progress=False, cache_dir=cache)
     x, labels, _ = held_out(400, seed=3)
     nd_checks = classifier_label_checks(model, layer, {u: nd[u] for u in truth}, x, labels, concept_names=CONCEPTS)
     ov_checks = classifier_label_checks(model, layer, {u: ov[u] for u in truth if ov[u]}, x, labels,
                                         concept_names=CONCEPTS)
     return {"model": name, "layer": layer, "units": exact.num_units, "with_ground_truth": len(truth),
             "netdissect": agreement(nd, truth), "open_vocabulary": agreement(ov, truth),
-            "open_vocabulary_regions": agreement(ov_parts, truth), "chance": chance(),
+            "open_vocabulary_regions": agreement(ov_parts, truth),
+            "open_vocabulary_word_maps": agreement(word_map_labels(maps), truth), "chance": chance(),
             "perfect_image_describer": describer_ceiling(model, layer, source, truth),
             "perfect_crop_describer": describer_ceiling(model, layer, source, truth, crop=32),
             "netdissect_causal": confirmed(nd_checks, truth), "open_vocabulary_causal": confirmed(ov_checks, truth),
@@ -101,13 +110,15 @@ def generator_row(n: int, tim, cache: str) -> dict:
     parts = label_generator_units(gen, "layer4", tim, VOCABULARY, n=n, regions=REGIONS, progress=False,
                                   cache_dir=cache)
     ov_parts = {u: WORD_CONCEPT.get(w) for u, w in enumerate(parts.labels())}
+    maps = dissect_generator(gen, "layer4", word_segmenter(), n=n, progress=False, cache_dir=cache)
     probe = GeneratorProbe(gen, "layer4", seg, result)
     z = seeded_latents(32, 128, 77)
     nd_checks = generator_label_checks(probe, z, labels=truth)
     ov_checks = generator_label_checks(probe, z, labels={u: ov[u] for u in truth if ov[u]})
     return {"model": "toy-gan", "layer": "layer4", "units": result.num_units, "with_ground_truth": len(truth),
             "netdissect": 1.0, "open_vocabulary": agreement(ov, truth),
-            "open_vocabulary_regions": agreement(ov_parts, truth), "chance": chance(),
+            "open_vocabulary_regions": agreement(ov_parts, truth),
+            "open_vocabulary_word_maps": agreement(word_map_labels(maps), truth), "chance": chance(),
             "perfect_image_describer": float("nan"), "perfect_crop_describer": float("nan"),
             "netdissect_causal": confirmed(nd_checks, truth), "open_vocabulary_causal": confirmed(ov_checks, truth),
             "reference": "Network Dissection (segmenter)", "seconds": round(time.time() - t)}
@@ -119,14 +130,20 @@ def _pct(v: float) -> str:
 
 def table(rows: list) -> str:
     head = ("| model | layer | units with a reference label | Network Dissection agrees | open-vocabulary agrees: "
-            f"whole images / {REGIONS}x{REGIONS} regions | chance | perfect describer: whole image / 32 px crops "
+            f"whole images / {REGIONS}x{REGIONS} regions / word maps | chance | perfect describer: whole image / 32 px crops "
             "| causal check passed (ND / open-vocab) | reference |\n|---|---|---|---|---|---|---|---|---|\n")
     return head + "".join(
         f"| {r['model']} | `{r['layer']}` | {r['with_ground_truth']} of {r['units']} | {_pct(r['netdissect'])} | "
-        f"{_pct(r['open_vocabulary'])} / {_pct(r['open_vocabulary_regions'])} | {_pct(r['chance'])} | "
+        f"{_pct(r['open_vocabulary'])} / {_pct(r['open_vocabulary_regions'])} / "
+        f"{_pct(r['open_vocabulary_word_maps'])} | {_pct(r['chance'])} | "
         f"{_pct(r['perfect_image_describer'])} / "
         f"{_pct(r['perfect_crop_describer'])} | {r['netdissect_causal']} / {r['open_vocabulary_causal']}"
         f" | {r['reference']} |\n" for r in rows)
+
+
+def word_segmenter() -> WordSegmenter:
+    """The toy text-image model's word maps over :data:`VOCABULARY`."""
+    return WordSegmenter(toy_text_image(dense=True), VOCABULARY)
 
 
 def main(argv=None) -> list:

@@ -6,7 +6,8 @@
 Over the same 2,000 toy scenes (rendered on the fly by all four): Network Dissection of the toy classifier's
 ``conv5_3`` with the bundled segmenter's masks, the same with the toy world's exact masks, and SoftWPMI labels from
 the toy text-image model with the default vocabulary (224 words), from whole images and from 3x3 regions (each
-cropped and encoded). No caches; each is run ``--repeats`` times in turn and the fastest run counts. The bar (issue
+cropped and encoded), and Network Dissection with the text-image model's word maps as the segmenter
+(``WordSegmenter``, the same 224 words). No caches; each is run ``--repeats`` times in turn and the fastest run counts. The bar (issue
 17): labelling <= 2x a plain dissection.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 import ganviz
 from ganviz.dissect import ToyWorldSource, dissect_classifier
 from ganviz.openvocab import default_vocabulary, label_classifier_units
+from ganviz.textimage import WordSegmenter
 from ganviz.zoo.toy_clip import toy_text_image
 
 
@@ -34,6 +36,7 @@ def main(argv=None) -> dict:
     tim = toy_text_image()
     source = ToyWorldSource(args.n, seed=1)
     words = default_vocabulary()
+    word_maps = WordSegmenter(toy_text_image(dense=True), words)
     jobs = {
         "dissection (segmenter masks)": lambda: dissect_classifier(clf, "conv5_3", source, segmenter=seg,
                                                                    progress=False),
@@ -42,6 +45,8 @@ def main(argv=None) -> dict:
                                                                  progress=False),
         "open-vocabulary, 3x3 regions": lambda: label_classifier_units(clf, "conv5_3", source, tim, words,
                                                                        regions=3, progress=False),
+        "dissection (word maps)": lambda: dissect_classifier(clf, "conv5_3", source, segmenter=word_maps,
+                                                             progress=False),
     }
     best = {k: float("inf") for k in jobs}
     for _ in range(args.repeats):

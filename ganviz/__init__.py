@@ -6,7 +6,7 @@ the objects they return and take (results, data sources, adapters, edits, ``Trac
 ``GeneratorProbe``), the streaming statistics, and reading a layer in another basis (``with_basis``,
 ``train_sae``, ``net2vec_directions``, ``cav_directions``: features used wherever units are), and labelling units
 with any words through a text-image model (``toy_text_image``, ``load_text_image``, ``label_classifier_units``,
-``label_generator_units``).  Everything else is
+``label_generator_units``, ``WordSegmenter``: a segmenter whose classes are words).  Everything else is
 imported from its module.  No widget imports here: widgets live in ``ganviz.widgets``.
 """
 from . import toyworld, zoo
@@ -32,7 +32,7 @@ from .paint import Painter
 from .preprocessing import Normalize
 from .sae import load_dictionary, save_dictionary, train_sae
 from .clip_files import load_text_image
-from .textimage import TextImageModel
+from .textimage import TextImageModel, WordSegmenter
 from .zoo.toy_clip import toy_text_image
 from .stats import IoUTally, Mean, Quantile, TopK, Variance, load_stats, merge_all, save_stats
 from .toyworld import CONCEPTS, SCENE_CLASSES, ToyWorld
@@ -52,6 +52,6 @@ __all__ = [
     "finetune", "frechet_distance", "fid", "inception_features", "layer_features", "to_uint8", "from_uint8",
     "colorize_labels", "make_grid", "png_bytes", "Layout", "LayoutError", "infer_layout", "load_hf",
     "with_basis", "IdentityBasis", "DictionaryBasis", "DirectionsBasis", "BasisError", "train_sae", "load_dictionary",
-    "save_dictionary", "net2vec_directions", "cav_directions", "TextImageModel", "toy_text_image", "load_text_image",
-    "label_classifier_units", "label_generator_units", "WordLabels", "default_vocabulary",
+    "save_dictionary", "net2vec_directions", "cav_directions", "TextImageModel", "WordSegmenter", "toy_text_image",
+    "load_text_image", "label_classifier_units", "label_generator_units", "WordLabels", "default_vocabulary",
 ]

@@ -6,9 +6,11 @@
     txt = tim.encode_texts(["tree", "dome"])        # -> (W, D) unit vectors
     words = tim.encode_words(["tree", "dome"])      # each word in the model's prompt templates, averaged
     parts = tim.encode_regions(images01, 2)         # -> (N, 2, 2, D): each quarter of each image
+    seg = WordSegmenter(tim, ["tree", "dome"])      # images in [-1, 1] -> word logits (N, 2, h, w): a segmenter
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -19,7 +21,7 @@ from .cache import callable_id, weights_hash
 from .plumbing import eval_mode
 from .toyworld.captions import words as _words  # the toy captions' tokens: lower-case letter runs
 
-__all__ = ["WordTokenizer", "TextImageModel", "resize_center_crop"]
+__all__ = ["WordTokenizer", "TextImageModel", "WordSegmenter", "resize_center_crop"]
 
 
 class WordTokenizer:
@@ -147,6 +149,38 @@ class TextImageModel:
 
     def __repr__(self) -> str:
         return f"TextImageModel({self.name!r})"
+
+
+class WordSegmenter(nn.Module):
+    """A segmenter whose classes are words: each location of an image gets the cosine similarity of the text-image
+    model's local embedding there (``dense_fn``) with each word (read in the model's templates) -- its
+    open-vocabulary segmentation, as in MaskCLIP (Zhou et al., ECCV 2022).  It takes images in [-1, 1] like the
+    bundled segmenter and has ``concept_names``, so ``dissect_classifier(model, layer, data, segmenter=seg)`` and
+    ``dissect_generator(generator, layer, seg)`` label units with words by Network Dissection's IoU (the unit
+    maps are compared with the word maps at the word maps' resolution).  The words' embeddings and the model's
+    identity are buffers, so a dissection's cache key changes with either."""
+
+    def __init__(self, text_image: TextImageModel, words: Sequence[str]):
+        super().__init__()
+        if text_image.dense_fn is None:
+            raise ValueError(f"{text_image.name} has no local embeddings (dense_fn): a WordSegmenter needs a model "
+                             "whose image embedding averages local ones, e.g. toy_text_image(dense=True)")
+        if isinstance(words, str) or not len(words) or len(set(words)) != len(words):
+            raise ValueError(f"words must be a non-empty list of distinct words, got {words!r}")
+        self.concept_names = tuple(words)
+        self.text_image = text_image  # not a submodule: its weights are in model_id
+        self.register_buffer("words", text_image.encode_words(list(words)))
+        digest = hashlib.sha256(text_image.identity.encode()).digest()
+        self.register_buffer("model_id", torch.tensor(list(digest), dtype=torch.uint8))
+
+    @torch.no_grad()
+    def forward(self, images: Tensor) -> Tensor:
+        """Images in [-1, 1] ``(N, 3, H, W)`` -> word similarities ``(N, W, h, w)`` at the local embeddings' grid."""
+        tim = self.text_image
+        x = tim.preprocess(images.to(tim.device).float().add(1).div(2).clamp(0, 1))
+        with eval_mode(tim.module):
+            local = F.normalize(tim.dense_fn(x).float(), dim=1)
+        return torch.einsum("ndhw,kd->nkhw", local, self.words.to(local.device)).to(images.device)
 
 
 def resize_center_crop(images: Tensor, size: int) -> Tensor:

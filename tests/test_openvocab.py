@@ -221,3 +221,33 @@ def test_words_are_read_in_the_models_templates():
     assert "'{} x'" in tim.identity
     with pytest.raises(ValueError, match="templates"):
         TextImageModel(lambda x: x, text_fn, lambda x: x, "toy", templates=("no slot",))
+
+
+def test_word_segmenter_dissects_units_with_words(tmp_path):
+    from ganviz.dissect import dissect_classifier
+    from ganviz.textimage import WordSegmenter
+
+    images = _red_and_blue_patches()
+    crops = colour_text_image()
+    dense = TextImageModel(crops.image_fn, crops.text_fn, crops.preprocess, "colours", dense_fn=lambda x: x - 0.45)
+    words = ["thing", "blue", "red", "green"]
+    seg = WordSegmenter(dense, words)
+    images = torch.where(images == 0.2, 0.6, images)  # a light grey background: 'thing' to this text model
+    images = images * 0.9 + 0.05 * torch.rand(images.shape, generator=torch.Generator().manual_seed(1))
+    logits = seg(images[:2] * 2 - 1)
+    assert logits.shape == (2, 4, *images.shape[-2:])
+    red = images[0, 0] > 0.8
+    assert (logits[0].argmax(0)[red] == words.index("red")).all()
+    # a patch is 1/16 of an image: units' masks at the top 5% of their values lie inside their colour's patches
+    result = dissect_classifier(ColourUnits(), "colours", images, segmenter=seg, quantile=0.95, progress=False,
+                                cache_dir=tmp_path)
+    assert result.concept_names[result.best_concept[0]] == "red" and result.best_iou[0] > 0.6
+    assert result.concept_names[result.best_concept[2]] == "blue" and result.best_iou[2] > 0.6
+    # other words are another cache entry
+    other = dissect_classifier(ColourUnits(), "colours", images, segmenter=WordSegmenter(dense, ["red", "blue"]),
+                               quantile=0.95, progress=False, cache_dir=tmp_path)
+    assert list(other.concept_names) == ["red", "blue"] and len(list(tmp_path.rglob("*.npz"))) >= 2
+    with pytest.raises(ValueError, match="local embeddings"):
+        WordSegmenter(crops, words)
+    with pytest.raises(ValueError, match="distinct"):
+        WordSegmenter(dense, ["red", "red"])

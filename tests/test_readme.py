@@ -19,6 +19,7 @@ def test_readme_examples_run(capsys):
     assert namespace["scene_dissection"].num_units == 512 and namespace["scene_dissection"].layer == "layer4"
     assert namespace["direction_result"].layer == "layer4.basis.features"
     assert namespace["words"].scores.shape == (192, 6) and "units for 'dome'" in out
+    assert tuple(namespace["by_words"].concept_names[:2]) == ("tree", "dome") and namespace["by_words"].num_units == 192
     assert "under-produced" in out and "FID" in out and "after fine-tuning" in out
     assert namespace["tuned"].psnr > namespace["inverted"].psnr and namespace["photo_painted"].shape == (64, 64, 3)
     assert len(namespace["painter"].strokes) == 1 and namespace["painter"].inversion is namespace["tuned"]

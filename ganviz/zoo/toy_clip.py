@@ -12,11 +12,16 @@ from ..toyworld.captions import CLASS_WORDS
 from ..toyworld.concepts import SCENE_CLASSES
 from .registry import load
 
-__all__ = ["toy_text_image", "TEMPLATES"]
+__all__ = ["toy_text_image", "TEMPLATES", "DENSE_SCALE"]
 
 TEMPLATES = tuple(f"a photo of a {CLASS_WORDS[c][0]} with {{}}" for c in SCENE_CLASSES) + ("a photo of a {}",)
 """How a word is read by the toy model: in the frame of its captions, once per scene class (so that no class
 wins), and alone after "a photo of a" (as class names are)."""
+
+
+DENSE_SCALE = 2
+"""Local embeddings are read from the image enlarged this many times: a 16x16 grid instead of conv5_3's 8x8, which is
+coarser than most parts of a scene (word maps: docs/labels.md)."""
 
 
 def toy_text_image(device: str | torch.device = "cpu", dense: bool = False) -> TextImageModel:
@@ -24,7 +29,8 @@ def toy_text_image(device: str | torch.device = "cpu", dense: bool = False) -> T
 
     Regions (``regions=`` of the labelling functions) are cropped and encoded as images of their own, as the model
     was trained on region crops; ``dense=True`` describes them with its local embeddings instead (one pass per image,
-    ``ToyCLIP.encode_image_dense``; less accurate: docs/models.md)."""
+    ``ToyCLIP.encode_image_dense`` on the image enlarged :data:`DENSE_SCALE` times; less accurate: docs/models.md)
+    and can segment images into words (:class:`~ganviz.textimage.WordSegmenter`)."""
     model, meta = load("toy-clip", device)
     tokenizer = WordTokenizer(meta.extra["vocabulary"])
 
@@ -37,5 +43,9 @@ def toy_text_image(device: str | torch.device = "cpu", dense: bool = False) -> T
                                    align_corners=False)
         return meta.to_input(images)
 
+    def local_embeddings(x: Tensor) -> Tensor:  # a 16x16 grid: conv5_3's 8x8 is coarser than most parts
+        return model.encode_image_dense(F.interpolate(x, scale_factor=DENSE_SCALE, mode="bilinear",
+                                                      align_corners=False))
+
     return TextImageModel(model.encode_image, text_fn, preprocess, "toy-clip", model, tokenizer.known,
-                          templates=TEMPLATES, dense_fn=model.encode_image_dense if dense else None)
+                          templates=TEMPLATES, dense_fn=local_embeddings if dense else None)
