@@ -2,17 +2,22 @@
 
 :class:`GeneratorProbe` generates with unit edits at one layer and measures concepts in the results: how much a
 concept's area drops when units are removed, which units remove it most (ranking by causal effect), and where a
-concept appears when its units are switched on at each location of the feature map in turn.
+concept appears when its units are switched on at each location of the feature map in turn.  With ``cache_dir``
+the three experiments are stored by everything they depend on (weights, layer, latents, units, settings), so that
+running a notebook again costs no generation.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .cache import ResultCache, callable_id, make_key, weights_hash
 from .dissect import DissectionResult
 from .plumbing import eval_mode, model_device, segment
 from .edits import Ablate, EditSpec, SetLevel
@@ -24,6 +29,12 @@ Concept = Union[str, int]
 
 MIN_PIXELS = 4
 """New concept pixels in a patch that count as "the concept appeared there" (a toy-world door is about 15)."""
+
+
+def _latent_id(z: Tensor) -> str:
+    """The latents' shape, dtype and bytes, digested (a cache key part)."""
+    z = z.detach().cpu().contiguous()
+    return f"{tuple(z.shape)} {z.dtype} {hashlib.sha256(z.numpy().tobytes()).hexdigest()}"
 
 
 def _patch(i: int, cells: int, n: int, size: int) -> slice:
@@ -87,12 +98,14 @@ class GeneratorProbe:
 
     ``result`` is a dissection of that layer (concept names, unit levels); ``segmenter`` maps generator outputs
     to logits ``(N,K,H,W)`` or labels ``(N,H,W)`` (``segmenter_preprocess`` adapts the generator's output first).
-    Work runs on the generator's device in batches of ``batch_size``.
+    Work runs on the generator's device in batches of ``batch_size``.  ``cache_dir``: keep the results of
+    :meth:`ablation_effect`, :meth:`rank_by_effect` and :meth:`insertion_map` there and reuse them for identical
+    calls.
     """
 
     def __init__(self, generator: nn.Module, layer: str, segmenter: Callable[[Tensor], Any],
                  result: DissectionResult, *, segmenter_preprocess: Optional[Callable[[Tensor], Tensor]] = None,
-                 batch_size: int = 64) -> None:
+                 batch_size: int = 64, cache_dir: Optional[Union[str, "os.PathLike[str]"]] = None) -> None:
         get_module(generator, layer)  # a clear error for a wrong name, before any work
         if result.layer != layer:
             raise ValueError(f"the dissection is of {result.layer!r}, not of {layer!r}")
@@ -103,6 +116,26 @@ class GeneratorProbe:
         self.preprocess = segmenter_preprocess or (lambda x: x)
         self.batch_size = batch_size
         self.device = model_device(generator)
+        self.cache = None if cache_dir is None else ResultCache(os.path.expanduser(os.fspath(cache_dir)))
+
+    def _cached(self, kind: str, params: Dict[str, Any], compute: Callable[[], Dict[str, np.ndarray]]
+                ) -> Dict[str, np.ndarray]:
+        """``compute()`` (named arrays), or what an identical call stored in the cache."""
+        if self.cache is None:
+            return compute()
+        key = make_key(kind=f"generator-probe-{kind}", generator=weights_hash(self.generator), layer=self.layer,
+                       segmenter=callable_id(self.segmenter), preprocess=callable_id(self.preprocess), **params)
+        hit = self.cache.load(key, lambda path: dict(np.load(path)))
+        if hit is not None:
+            return hit
+        out = compute()
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, **out)
+
+        self.cache.save(key, write)
+        return out
 
     # -- basics -------------------------------------------------------------------------------------------------
     @property
@@ -143,9 +176,13 @@ class GeneratorProbe:
         """The concept's area with and without ``units`` (set to zero everywhere)."""
         units = [int(u) for u in units]
         k = self.concept_index(concept)
-        before = self._areas(z, None, k)
-        after = self._areas(z, Ablate(units), k) if units else before
-        return AblationEffect(self.concept_names[k], tuple(units), before, after)
+
+        def compute() -> Dict[str, np.ndarray]:
+            before = self._areas(z, None, k)
+            return {"before": before, "after": self._areas(z, Ablate(units), k) if units else before}
+
+        out = self._cached("ablation", dict(concept=k, units=units, z=_latent_id(z)), compute)
+        return AblationEffect(self.concept_names[k], tuple(units), out["before"], out["after"])
 
     def rank_by_effect(self, concept: Concept, z: Tensor, candidates: Optional[Sequence[int]] = None,
                        n_candidates: int = 40) -> List[tuple]:
@@ -158,14 +195,17 @@ class GeneratorProbe:
         k = self.concept_index(concept)
         if candidates is None:
             candidates = self.result.units_for(k, n_candidates)
-        areas = self._areas(z, None, k)
-        z = z[torch.from_numpy(np.flatnonzero(areas > 0))]
-        before = float(areas.sum())
-        drops = []
-        for u in candidates:
-            after = float(self._areas(z, Ablate([int(u)]), k).sum())
-            drops.append((int(u), 0.0 if before == 0 else 1.0 - after / before))
-        return sorted(drops, key=lambda t: (-t[1], t[0]))
+        candidates = [int(u) for u in candidates]
+
+        def compute() -> Dict[str, np.ndarray]:
+            areas = self._areas(z, None, k)
+            shown = z[torch.from_numpy(np.flatnonzero(areas > 0))]
+            before = float(areas.sum())
+            after = [float(self._areas(shown, Ablate([u]), k).sum()) for u in candidates]
+            return {"drops": np.array([0.0 if before == 0 else 1.0 - a / before for a in after])}
+
+        drops = self._cached("rank", dict(concept=k, candidates=candidates, z=_latent_id(z)), compute)["drops"]
+        return sorted(zip(candidates, (float(d) for d in drops)), key=lambda t: (-t[1], t[0]))
 
     # -- insertion ----------------------------------------------------------------------------------------------
     def levels(self, units: Sequence[int], level_quantile: float = 0.99) -> np.ndarray:
@@ -179,7 +219,13 @@ class GeneratorProbe:
         that block's image patch."""
         k = self.concept_index(concept)
         units = [int(u) for u in (self.result.units_for(k, n_units) if units is None else units)]
-        levels = torch.as_tensor(self.levels(units, level_quantile))
+        levels = [float(v) for v in self.levels(units, level_quantile)]
+        params = dict(concept=k, units=units, levels=levels, cells=int(cells), z=_latent_id(z))
+        out = self._cached("insertion", params, lambda: self._insert(z, k, units, torch.as_tensor(levels), int(cells)))
+        return InsertionMap(self.concept_names[k], tuple(units), out["added"], out["context"], self.concept_names)
+
+    def _insert(self, z: Tensor, k: int, units: List[int], levels: Tensor, cells: int) -> Dict[str, np.ndarray]:
+        """``added`` and ``context`` of :class:`InsertionMap` (see :meth:`insertion_map`)."""
         h, w = self.result.activation_size
         locs = [(i, j) for i in range(0, h - cells + 1) for j in range(0, w - cells + 1)]
         gh, gw = h - cells + 1, w - cells + 1
@@ -201,4 +247,4 @@ class GeneratorProbe:
                     new = (labels[t, ys, xs] == k) & (base[ys, xs] != k)
                     added[n, i, j] = int(new.sum())
                     context[n, i, j] = int(torch.bincount(base[ys, xs].reshape(-1)).argmax())
-        return InsertionMap(self.concept_names[k], tuple(units), added, context, self.concept_names)
+        return {"added": added, "context": context}

@@ -128,6 +128,25 @@ def test_probe_measures_removal_ranking_and_insertion(gen, result):
     assert count_hooks(gen) == 0
 
 
+def test_probe_experiments_are_cached_by_what_they_depend_on(gen, result, tmp_path):
+    probe = GeneratorProbe(gen, "layer1", scene_segmenter, result, cache_dir=tmp_path)
+    z = torch.cat([_z(-1.0).repeat(3, 1), _z(2.0).repeat(3, 1)])
+    runs = [probe.rank_by_effect("door", z, candidates=[DOOR, WALL]), probe.ablation_effect("wall", [WALL], z),
+            probe.insertion_map("door", z[:2], units=[DOOR], cells=2)]
+    rows, generate = [], probe.generate
+    probe.generate = lambda z, edit=None: rows.append(len(z)) or generate(z, edit)
+    again = [probe.rank_by_effect("door", z, candidates=[DOOR, WALL]), probe.ablation_effect("wall", [WALL], z),
+             probe.insertion_map("door", z[:2], units=[DOOR], cells=2)]
+    assert rows == []  # all three from the cache
+    assert again[0] == runs[0] and again[0][0] == (DOOR, pytest.approx(1.0))
+    assert np.array_equal(again[1].after, runs[1].after) and again[1].drop == pytest.approx(1.0)
+    assert np.array_equal(again[2].added, runs[2].added) and again[2].rate_in("wall") == runs[2].rate_in("wall")
+    probe.ablation_effect("wall", [WALL], z[:4])   # other latents, other units: computed
+    probe.rank_by_effect("door", z, candidates=[DOOR])
+    assert sum(rows) == 4 + 4 + 6 + 3 and len(list(tmp_path.rglob("*.npz"))) == 5
+    del probe.generate
+
+
 @pytest.mark.bundled
 def test_folded_strokes_equal_the_composed_edits_and_redraws_stay_flat():
     import time
