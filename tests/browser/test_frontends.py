@@ -65,7 +65,9 @@ def workdir(tmp_path_factory):
 @pytest.mark.parametrize("app,path", [("lab", "lab/tree"), ("notebook", "notebooks")])
 def test_a_notebook_runs_and_shows_its_widgets(app, path, notebook, browser_context, workdir, tmp_path, shots):
     shutil.copy(EXAMPLES / notebook, workdir / notebook)
-    with VoilaServer(workdir, command=jupyter(app)) as server:
+    # a fresh workspace: JupyterLab would reopen the notebooks of earlier runs (saved in ~/.jupyter) beside this one
+    fresh = [f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}"] if app == "lab" else []
+    with VoilaServer(workdir, command=jupyter(app) + fresh) as server:
         page = browser_context.new_page()
         page.goto(f"{server.base}/{path}/{notebook}", timeout=120_000)
         page.locator(".jp-Notebook").first.wait_for(timeout=120_000)
