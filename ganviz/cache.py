@@ -175,11 +175,14 @@ def _jsonable(value: Any) -> Any:
         return value
     if isinstance(value, (torch.device, torch.dtype, Path)):
         return str(value)
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return _value_id(value, 0)  # dtype, shape and a digest of the bytes
     raise TypeError(f"cannot use {type(value).__name__} in a cache key; pass a string")
 
 
 def make_key(**parts: Any) -> str:
-    """A hex digest naming ``parts`` (str/int/float/bool/None, lists and dicts of them) canonically."""
+    """A hex digest naming ``parts`` (str/int/float/bool/None, tensors and arrays by their bytes, lists and dicts of
+    them) canonically."""
     text = json.dumps(_jsonable(parts), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:40]
 

@@ -8,7 +8,6 @@ running a notebook again costs no generation.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
@@ -29,12 +28,6 @@ Concept = Union[str, int]
 
 MIN_PIXELS = 4
 """New concept pixels in a patch that count as "the concept appeared there" (a toy-world door is about 15)."""
-
-
-def _latent_id(z: Tensor) -> str:
-    """The latents' shape, dtype and bytes, digested (a cache key part)."""
-    z = z.detach().cpu().contiguous()
-    return f"{tuple(z.shape)} {z.dtype} {hashlib.sha256(z.numpy().tobytes()).hexdigest()}"
 
 
 def _patch(i: int, cells: int, n: int, size: int) -> slice:
@@ -116,7 +109,7 @@ class GeneratorProbe:
         self.preprocess = segmenter_preprocess or (lambda x: x)
         self.batch_size = batch_size
         self.device = model_device(generator)
-        self.cache = None if cache_dir is None else ResultCache(os.path.expanduser(os.fspath(cache_dir)))
+        self.cache = None if cache_dir is None else ResultCache(cache_dir)
 
     def _cached(self, kind: str, params: Dict[str, Any], compute: Callable[[], Dict[str, np.ndarray]]
                 ) -> Dict[str, np.ndarray]:
@@ -181,7 +174,7 @@ class GeneratorProbe:
             before = self._areas(z, None, k)
             return {"before": before, "after": self._areas(z, Ablate(units), k) if units else before}
 
-        out = self._cached("ablation", dict(concept=k, units=units, z=_latent_id(z)), compute)
+        out = self._cached("ablation", dict(concept=k, units=units, z=z), compute)
         return AblationEffect(self.concept_names[k], tuple(units), out["before"], out["after"])
 
     def rank_by_effect(self, concept: Concept, z: Tensor, candidates: Optional[Sequence[int]] = None,
@@ -204,7 +197,7 @@ class GeneratorProbe:
             after = [float(self._areas(shown, Ablate([u]), k).sum()) for u in candidates]
             return {"drops": np.array([0.0 if before == 0 else 1.0 - a / before for a in after])}
 
-        drops = self._cached("rank", dict(concept=k, candidates=candidates, z=_latent_id(z)), compute)["drops"]
+        drops = self._cached("rank", dict(concept=k, candidates=candidates, z=z), compute)["drops"]
         return sorted(zip(candidates, (float(d) for d in drops)), key=lambda t: (-t[1], t[0]))
 
     # -- insertion ----------------------------------------------------------------------------------------------
@@ -220,7 +213,7 @@ class GeneratorProbe:
         k = self.concept_index(concept)
         units = [int(u) for u in (self.result.units_for(k, n_units) if units is None else units)]
         levels = [float(v) for v in self.levels(units, level_quantile)]
-        params = dict(concept=k, units=units, levels=levels, cells=int(cells), z=_latent_id(z))
+        params = dict(concept=k, units=units, levels=levels, cells=int(cells), z=z)
         out = self._cached("insertion", params, lambda: self._insert(z, k, units, torch.as_tensor(levels), int(cells)))
         return InsertionMap(self.concept_names[k], tuple(units), out["added"], out["context"], self.concept_names)
 

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from .cache import callable_id, weights_hash
 from .plumbing import eval_mode
+from .preprocessing import to_signed
 from .toyworld.captions import words as _words  # the toy captions' tokens: lower-case letter runs
 
 __all__ = ["WordTokenizer", "TextImageModel", "WordSegmenter", "resize_center_crop"]
@@ -177,7 +178,7 @@ class WordSegmenter(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         """Images in [-1, 1] ``(N, 3, H, W)`` -> word similarities ``(N, W, h, w)`` at the local embeddings' grid."""
         tim = self.text_image
-        x = tim.preprocess(images.to(tim.device).float().add(1).div(2).clamp(0, 1))
+        x = tim.preprocess(to_signed.inverse(images.to(tim.device).float()))
         with eval_mode(tim.module):
             local = F.normalize(tim.dense_fn(x).float(), dim=1)
         return torch.einsum("ndhw,kd->nkhw", local, self.words.to(local.device)).to(images.device)
