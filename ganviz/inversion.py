@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .cache import PathLike, ResultCache, callable_id, make_key, weights_hash
 from .plumbing import eval_mode, frozen, model_device, seeded_latents, z_dim_of
 from .imaging import fit_photo, from_uint8
 from .edits import Compose, Edit, Replace
@@ -283,8 +284,10 @@ def finetune(generator: nn.Module, start: InversionResult, *, target: Optional[T
 class Inverter:
     """The whole inversion of one image with fixed settings: encoder guess, latent steps, ``layer`` steps, then
     ``finetune_steps`` of generator fine-tuning (0: none).  An encoder with ``feature_layer == layer`` and a
-    ``features`` part (like the bundled toy-encoder) also offers its guess of the layer's features.  Call it on an ``(H, W, 3)`` uint8 photo (already at
-    the generator's resolution) or a ``(1, C, H, W)`` tensor in ``output_range``; progress goes to ``callback``.
+    ``features`` part (like the bundled toy-encoder) also offers its guess of the layer's features.  Call it on an
+    ``(H, W, 3)`` uint8 photo (any size: centre-cropped and resized) or a ``(1, C, H, W)`` tensor in
+    ``output_range``; progress goes to ``callback``.  With ``cache_dir``, finished inversions are stored by the
+    generator's and encoder's weights, the settings and the target's pixels, and an identical call loads them.
     """
 
     generator: nn.Module
@@ -299,6 +302,7 @@ class Inverter:
     feature_loss: Optional[Callable[[Tensor, Tensor], Tensor]] = None
     seed: int = 0
     z_dim: Optional[int] = None
+    cache_dir: Optional[PathLike] = None
     _resolution: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -337,6 +341,19 @@ class Inverter:
     def __call__(self, photo: Union[np.ndarray, Tensor], *, stop: Optional[Callable[[], bool]] = None,
                  callback: Optional[Callable[[int, float, Tensor], None]] = None) -> InversionResult:
         target = self.as_target(photo)
+        if self.cache_dir is None:
+            return self._invert(target, stop, callback)
+        cache, key = ResultCache(self.cache_dir), self._key(target)
+        hit = cache.load(key, lambda path: self._restore(dict(np.load(path)), target))
+        if hit is not None:
+            return hit
+        result = self._invert(target, stop, callback)
+        if not result.interrupted:
+            cache.save(key, lambda tmp: np.savez(tmp, **self._arrays(result)))
+        return result
+
+    def _invert(self, target: Tensor, stop: Optional[Callable[[], bool]],
+                callback: Optional[Callable[[int, float, Tensor], None]]) -> InversionResult:
         guess = None
         if self.layer is not None and getattr(self.encoder, "feature_layer", None) == self.layer:
             guess = encode(self.encoder.features, target)  # a layer-wise encoder's guess of this layer's features
@@ -354,3 +371,46 @@ class Inverter:
             result = finetune(self.generator, result, steps=self.finetune_steps, feature_loss=self.feature_loss,
                               stop=stop, callback=shifted)
         return result
+
+    # -- cache ---------------------------------------------------------------------------------------------------
+    def _key(self, target: Tensor) -> str:
+        settings = {k: getattr(self, k) for k in ("layer", "steps", "layer_steps", "finetune_steps", "lr", "layer_lr",
+                                                 "output_range", "seed", "z_dim")}
+        return make_key(kind="inversion", generator=weights_hash(self.generator),
+                        encoder=None if self.encoder is None else weights_hash(self.encoder),
+                        feature_loss=callable_id(self.feature_loss), target=target.detach().cpu(), **settings)
+
+    def _tuned_names(self) -> List[str]:
+        """Names of the parameters that fine-tuning changes."""
+        if self.finetune_steps <= 0 or self.layer is None:
+            return []
+        later = tuple(f"{name}." for name in later_layers(self.generator, self.layer))
+        return [n for n, _ in self.generator.named_parameters() if n.startswith(later)]
+
+    def _arrays(self, result: InversionResult) -> Dict[str, np.ndarray]:
+        out = {"z": result.z.detach().cpu().numpy(), "image": result.image.detach().cpu().numpy(),
+               "losses": np.asarray(result.losses, np.float64), "psnr": np.float64(result.psnr),
+               "drift": np.float64(result.drift), "layer": np.str_(result.layer or "")}
+        if result.features is not None:
+            out["features"] = result.features.detach().cpu().numpy()
+        if result.generator is not None:
+            tuned = dict(result.generator.named_parameters())
+            out.update({f"tuned:{n}": tuned[n].detach().cpu().numpy() for n in self._tuned_names()})
+        return out
+
+    def _restore(self, arrays: Dict[str, np.ndarray], target: Tensor) -> InversionResult:
+        device = model_device(self.generator)
+        generator = None
+        tuned = {k.split(":", 1)[1]: v for k, v in arrays.items() if k.startswith("tuned:")}
+        if tuned:
+            generator = copy.deepcopy(self.generator).eval()
+            params = dict(generator.named_parameters())
+            with torch.no_grad():
+                for name, value in tuned.items():
+                    params[name].copy_(torch.from_numpy(value))
+            for p in generator.parameters():
+                p.requires_grad_(False)
+        features = torch.from_numpy(arrays["features"]).to(device) if "features" in arrays else None
+        return InversionResult(torch.from_numpy(arrays["z"]).to(device), torch.from_numpy(arrays["image"]).to(device),
+                               float(arrays["psnr"]), arrays["losses"].tolist(), str(arrays["layer"]) or None,
+                               features, False, generator, target.to(device), float(arrays["drift"]))

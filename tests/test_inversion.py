@@ -158,6 +158,32 @@ def test_inverter_runs_every_phase_on_a_uint8_photo_and_refuses_bad_settings():
         invert(nn.Sequential(Tiny(), _NoGrad()), torch.zeros(1, 3, 4, 4), z_dim=4)
 
 
+def test_an_identical_inversion_is_loaded_from_the_cache(tmp_path):
+    g = Tiny()
+    calls = []
+    g.layer1.register_forward_hook(lambda *args: calls.append(1))
+    inv = Inverter(g, layer="unflat", steps=3, layer_steps=4, finetune_steps=5, cache_dir=tmp_path)
+    photo = (torch.rand(4, 4, 3, generator=torch.Generator().manual_seed(1)) * 255).byte().numpy()
+    first = inv(photo)
+    ran = len(calls)
+    again = inv(photo)
+    assert len(calls) == ran and len(list(tmp_path.glob("*.npz"))) == 1  # nothing recomputed
+    assert torch.equal(again.z, first.z) and torch.equal(again.image, first.image)
+    assert torch.equal(again.features, first.features) and again.losses == first.losses
+    assert (again.psnr, again.drift, again.layer) == (first.psnr, first.drift, "unflat")
+    assert torch.equal(again.generator.layer2.weight, first.generator.layer2.weight)
+    assert not torch.equal(again.generator.layer2.weight, g.layer2.weight)  # the tuned copy, not the original
+    assert reconstruct(g, again).sub(first.image).abs().max() < 1e-6
+    inv(255 - photo)                                               # another photo,
+    Inverter(g, layer="unflat", steps=3, layer_steps=5, cache_dir=tmp_path)(photo)  # other settings,
+    with torch.no_grad():
+        g.layer2.bias.add_(0.1)
+    inv(photo)                                                     # other weights: each computed anew
+    assert len(list(tmp_path.glob("*.npz"))) == 4
+    stopped = inv(photo[::-1].copy(), stop=lambda: True)
+    assert stopped.interrupted and len(list(tmp_path.glob("*.npz"))) == 4  # a stopped run is not kept
+
+
 class _NoGrad(nn.Module):
     def forward(self, x):
         return (x > 0).float()
