@@ -11,7 +11,7 @@ vocabulary of the 16 concept names and the 8 scene-class names (each read in the
 templates), mapped back to its concept (a scene-class word never agrees), described from whole images (CLIP-Dissect)
 or from each image's 3x3 regions (each cropped and described as an image of its own) with the unit's map pooled over
 the same regions, or by Network Dissection with the text-image model's word maps as the segmenter (``WordSegmenter``:
-each location of an image labelled with the word its local embedding is closest to; MaskCLIP's segmentation).
+each location of an image labelled with the word its local embedding is closest to, from the model's dense head).
 Chance: a uniformly random word of the same vocabulary (its expected agreement). Causal check
 (:mod:`ganviz.label_checks`): switching the unit off lowers the predicted class's probability by >= 5% over held-out
 scenes (seed 3) that show the labelled concept. Perfect describer: SoftWPMI with the exact share of each concept in

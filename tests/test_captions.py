@@ -67,3 +67,35 @@ def test_region_crops_are_captioned_with_what_they_show():
     # ... and a 16 px crop shows fewer concepts than its whole scene in most scenes
     assert sum(len(p.concepts) < len(scene_facts(lab.numpy(), int(c)).concepts)
                for p, lab, c in zip(facts, labels, classes)) >= 8
+
+
+def test_dense_word_loss_is_lowest_where_each_place_is_nearest_the_words_of_what_it_shows():
+    import torch
+
+    from ganviz.textimage import TextImageModel, WordTokenizer
+    from ganviz.toyworld import CONCEPTS, SCENE_CLASSES
+    from ganviz.toyworld.captions import CAPTION_WORDS, CLASS_WORDS, CONCEPT_WORDS
+    from ganviz.zoo.arch import ToyCLIP
+    from ganviz.zoo.toy_clip import TEMPLATES
+    from ganviz.zoo.train_clip import cell_shares, dense_word_loss, vocabulary_embeddings
+
+    labels = torch.zeros(2, 8, 8, dtype=torch.uint8)
+    labels[:, :, 4:] = CONCEPTS.index("tree")
+    labels[1, :2, :2] = CONCEPTS.index("sky")
+    shares = cell_shares(labels, 4)  # 2x2 pixel cells
+    assert shares.shape == (2, len(CONCEPTS), 4, 4) and torch.allclose(shares.sum(1), torch.ones(2, 4, 4))
+    assert shares[1, CONCEPTS.index("sky"), 0, 0] == 1 and shares[0, CONCEPTS.index("tree"), :, 2:].eq(1).all()
+    words = torch.eye(len(CONCEPTS), 24)                     # one axis per concept
+    right = torch.einsum("nchw,cd->ndhw", shares, words)     # each place at the words of what it shows
+    wrong = right.roll(1, dims=1)                             # each place at the next concept's words
+    assert dense_word_loss(right, words, shares) < 0.01 < dense_word_loss(wrong, words, shares)
+    others = torch.cat([words, torch.eye(len(CONCEPTS) + 1, 24)[-1:]])       # one more word that no place shows:
+    assert dense_word_loss(right, others, shares) < 0.01                      # no harm where it is far,
+    assert dense_word_loss(right + 3 * others[-1, :, None, None], others, shares) > 1  # a loss where it is near
+    tokenizer = WordTokenizer(CAPTION_WORDS)
+    model = ToyCLIP(tokenizer.vocab_size).eval()
+    vocabulary = vocabulary_embeddings(model, tokenizer)
+    tim = TextImageModel(model.encode_image, lambda texts: model.encode_text(tokenizer(texts)), lambda x: x, "t",
+                         model, templates=TEMPLATES)
+    names = [CONCEPT_WORDS[c][0] for c in CONCEPTS] + [CLASS_WORDS[c][0] for c in SCENE_CLASSES]
+    assert torch.allclose(vocabulary, tim.encode_words(names), atol=1e-5)  # the words as word maps read them

@@ -2,6 +2,7 @@
 import shutil
 import socket
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -97,6 +98,33 @@ def test_training_reduces_loss_and_resumes_exactly(kind, tmp_path):
     name = f"toy-{kind}"
     model, _ = zoo.load(name, folder=tmp_path / "w")
     assert not model.training
+
+
+def test_the_dense_head_trains_alone_on_the_words_of_each_place(tmp_path):
+    torch.set_num_threads(1)
+    train.main(["clip", "--dense-head", "--data", "64", "--batch", "16", "--workers", "1", "--log-every", "1",
+                "--steps", "12", "--lr", "3e-3", "--out", str(tmp_path), "--export-to", str(tmp_path / "w")])
+    losses = _losses(tmp_path / "clip-dense" / "log.txt")
+    assert len(losses) == 12 and np.mean(losses[-3:]) < np.mean(losses[:3])
+    tuned, info = zoo.load("toy-clip", folder=tmp_path / "w")
+    bundled, _ = zoo.load("toy-clip")
+    assert info.extra["dense_head_steps"] == 12 and info.extra["steps"] == zoo.info("toy-clip").extra["steps"]
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    tokens = torch.tensor([[5, 6, 7, 0]])
+    with torch.no_grad():  # only the head moved: image and text embeddings are the bundled model's
+        assert torch.equal(tuned.encode_image(x), bundled.encode_image(x))
+        assert torch.equal(tuned.encode_text(tokens), bundled.encode_text(tokens))
+        assert not torch.allclose(tuned.encode_image_dense(x), bundled.encode_image_dense(x))
+
+
+def test_an_untrained_dense_head_is_fc_at_every_place():
+    from ganviz.zoo.arch import ToyCLIP
+
+    torch.manual_seed(0)
+    model = ToyCLIP(10).eval()
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():  # MaskCLIP: the image embedding is made from the average of the local ones
+        assert torch.allclose(model.encode_image_dense(x).mean((2, 3)), model.visual(x), atol=1e-5)
 
 
 def test_gan_training_moves(tmp_path):

@@ -215,24 +215,34 @@ class ToyTextEncoder(nn.Module):
 
 class ToyCLIP(nn.Module):
     """A toy text-image model trained contrastively (CLIP): ``visual`` is a :class:`ToyVGG` whose ``fc`` gives
-    the image embedding (its conv layers keep VGG's names), ``text`` a :class:`ToyTextEncoder`.  ``forward`` is
-    the image tower, so the model can be traced and dissected like a classifier."""
+    the image embedding (its conv layers keep VGG's names), ``text`` a :class:`ToyTextEncoder`, ``dense`` a 1x1
+    conv that maps ``conv5_3`` at each place to that place's embedding (it starts as ``fc``; the image embedding
+    does not use it).  ``forward`` is the image tower, so the model can be traced and dissected like a
+    classifier."""
 
     def __init__(self, vocab_size: int, embed_dim: int = 128):
         super().__init__()
         self.visual = ToyVGG(embed_dim)
         self.text = ToyTextEncoder(vocab_size, embed_dim=embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.dense = nn.Conv2d(self.visual.fc.in_features, embed_dim, 1)
+        self.reset_dense()
+
+    @torch.no_grad()
+    def reset_dense(self) -> None:
+        """Make ``dense`` apply ``fc`` at every place (MaskCLIP's local embeddings: their average over the places is
+        what the image embedding is made from, as the average pool comes before ``fc``)."""
+        self.dense.weight.copy_(self.visual.fc.weight[:, :, None, None])
+        self.dense.bias.copy_(self.visual.fc.bias)
 
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] -> unit-length embeddings."""
         return nn.functional.normalize(self.visual(x).float(), dim=-1)
 
     def encode_image_dense(self, x: torch.Tensor) -> torch.Tensor:
-        """Images in [-1, 1] -> local embeddings ``(N, D, 8, 8)`` before normalisation: ``fc`` at every location of
-        ``conv5_3``, whose average is the image embedding (the average pool comes before ``fc``)."""
-        fc = self.visual.fc
-        return torch.einsum("nchw,dc->ndhw", self.visual.conv_features(x), fc.weight) + fc.bias[None, :, None, None]
+        """Images in [-1, 1] -> local embeddings ``(N, D, h, w)`` before normalisation: ``dense`` at every place of
+        ``conv5_3`` (an 8x8 grid for 64x64 images)."""
+        return self.dense(self.visual.conv_features(x))
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token ids (0 pads) -> unit-length embeddings."""

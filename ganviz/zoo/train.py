@@ -191,6 +191,8 @@ def _parser() -> argparse.ArgumentParser:
                    "python -m ganviz.zoo.evaluate --checkpoints) instead of the latest")
     p.add_argument("--crop-prob", type=float, default=0.0, help="clip: share of each batch shown as region "
                    "crops captioned with what they show")
+    p.add_argument("--dense-head", action="store_true", help="clip: train only the dense head of a trained model "
+                   "(--init-from, default the bundled one) on the words of what each place of a scene shows")
     p.add_argument("--d-lr-ratio", type=float, default=1.0,
                    help="gan: discriminator lr / generator lr (the first shipped GAN used 2)")
     p.add_argument("--keep", action="store_true", help="gan: keep a snapshot step_NNNNNN.pt of every checkpoint")
@@ -204,8 +206,8 @@ def _parser() -> argparse.ArgumentParser:
                    "tower's feature space (Projected GAN) plus a pixel head")
     p.add_argument("--d-warmup", type=int, default=0, help="gan: steps that train only the discriminator (with "
                    "--init-from, so that a fresh discriminator catches up before the generator moves)")
-    p.add_argument("--init-from", help="gan, encoder: warm-start from the bundled model ('bundled') or a "
-                   "safetensors file")
+    p.add_argument("--init-from", help="gan, encoder, clip --dense-head: warm-start from the bundled model "
+                   "('bundled') or a safetensors file")
     p.add_argument("--autocast", choices=["auto", "bf16", "off"], default="auto",
                    help="bf16 autocast: auto uses it on CUDA and on CPUs with native bf16 only")
     p.add_argument("--device", help="gan: cuda or cpu (default: cuda when available)")
@@ -236,7 +238,12 @@ def main(argv: list[str] | None = None) -> None:
         if args.model == "clip":  # the tokenizer's words travel with the weights
             from ..toyworld.captions import CAPTION_WORDS
 
-            extra = {"vocabulary": list(CAPTION_WORDS), "steps": min(args.until or args.steps, args.steps)}
+            steps = min(args.until or args.steps, args.steps)
+            extra = {"vocabulary": list(CAPTION_WORDS), "steps": steps}
+            if args.dense_head:  # the contrastive steps are those of the model the head was trained on
+                from .registry import info as model_info
+
+                extra = {**extra, "steps": model_info("toy-clip").extra["steps"], "dense_head_steps": steps}
         # the encoder only starts an optimisation: half precision halves the package's largest file at no cost
         dtype = torch.float16 if args.model == "encoder" else torch.float32
         path = save_weights(ZOO_NAMES[args.model], model, folder=args.export_to, extra=extra, dtype=dtype)

@@ -138,8 +138,9 @@ def autocast_dtype(device: torch.device, mode: str) -> torch.dtype | None:
     return torch.bfloat16 if ("avx512_bf16" in flags or "amx_bf16" in flags) else None
 
 
-def init_weights(model: torch.nn.Module, name: str, source: str | None) -> None:
-    """Warm-start ``model`` from the bundled zoo model ``name`` (``source="bundled"``) or a safetensors file."""
+def init_weights(model: torch.nn.Module, name: str, source: str | None, new: tuple[str, ...] = ()) -> None:
+    """Warm-start ``model`` from the bundled zoo model ``name`` (``source="bundled"``) or a safetensors file; the
+    file may lack parameters whose names start with one of ``new`` (they keep their initial values)."""
     if not source:
         return
     from safetensors.torch import load_file
@@ -147,5 +148,8 @@ def init_weights(model: torch.nn.Module, name: str, source: str | None) -> None:
     from .registry import WEIGHTS_DIR, _read_manifest
 
     path = WEIGHTS_DIR / _read_manifest(WEIGHTS_DIR)[name]["file"] if source == "bundled" else Path(source)
-    model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+    missing, unexpected = model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()}, strict=False)
+    missing = [k for k in missing if not k.startswith(new)] if new else missing
+    if missing or unexpected:
+        raise RuntimeError(f"{path} does not fit {type(model).__name__}: missing {missing}, unexpected {unexpected}")
     print(f"{name} initialised from {path}")
