@@ -23,9 +23,10 @@ from voila_harness import (EXAMPLES, VoilaServer, broken_images, drag_on, drag_s
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(1800)]
 
-# Every notebook, quickest first.  What a notebook computes is cached in the examples' .ganviz-cache (dissections,
-# dictionaries, GAN experiments, inversions), which nbval's run of the same notebook fills: each front end then
-# replays it in about a minute (ten minutes for 03 and 05 when nothing is cached).  DRIVE (below) maps a notebook to
+# Every notebook, quickest first, in both front ends before the next.  What a notebook computes is cached in the
+# examples' .ganviz-cache (dissections, dictionaries, GAN experiments, inversions), which nbval's run of the same
+# notebook fills: 03 and 05 come last, when nbval has run them, and each front end then replays them in a few
+# minutes (ten when nothing is cached: a fresh-clone CI once reached 03 in JupyterLab before nbval had).  DRIVE (below) maps a notebook to
 # the interaction it drives; CANVAS lists those that show a paint canvas; 00 shows pictures and no widget.
 NOTEBOOKS = ("00_tour.ipynb", "07_your_own_models.ipynb", "04_gan_paint.ipynb", "01_dissect_a_classifier.ipynb",
              "02_ablate_units.ipynb", "06_edit_a_real_photo.ipynb", "09_dissect_a_vit.ipynb",
@@ -64,8 +65,8 @@ def workdir(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS)
 @pytest.mark.parametrize("app,path", [("lab", "lab/tree"), ("notebook", "notebooks")])
+@pytest.mark.parametrize("notebook", NOTEBOOKS)  # outermost: both front ends of a notebook, then the next
 def test_a_notebook_runs_and_shows_its_widgets(app, path, notebook, browser_context, workdir, tmp_path, shots):
     shutil.copy(EXAMPLES / notebook, workdir / notebook)
     # a fresh workspace: JupyterLab would reopen the notebooks of earlier runs (saved in ~/.jupyter) beside this one
