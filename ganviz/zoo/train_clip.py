@@ -18,7 +18,8 @@ from .arch import ToyCLIP
 from .toy_clip import DENSE_SCALE, TEMPLATES
 from .training import Run, autocast_dtype, batch_indices, init_weights, render_dataset, run_loop, to_input
 
-__all__ = ["train_clip", "train_dense_head", "dataset_facts", "vocabulary_embeddings", "cell_shares", "dense_word_loss"]
+__all__ = ["train_clip", "train_dense_head", "dataset_facts", "vocabulary_embeddings", "cell_shares",
+           "dense_word_loss"]
 
 
 def _facts_chunk(labels: np.ndarray, classes: np.ndarray) -> list[SceneFacts]:

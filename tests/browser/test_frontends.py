@@ -26,8 +26,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(1800)]
 # Every notebook, quickest first, in both front ends before the next.  What a notebook computes is cached in the
 # examples' .ganviz-cache (dissections, dictionaries, GAN experiments, inversions), which nbval's run of the same
 # notebook fills: 03 and 05 come last, when nbval has run them, and each front end then replays them in a few
-# minutes (ten when nothing is cached: a fresh-clone CI once reached 03 in JupyterLab before nbval had).  DRIVE (below) maps a notebook to
-# the interaction it drives; CANVAS lists those that show a paint canvas; 00 shows pictures and no widget.
+# minutes (ten when nothing is cached: a fresh-clone CI once reached 03 in JupyterLab before nbval had).  DRIVE
+# (below) maps a notebook to the interaction it drives; CANVAS lists those that show a paint canvas; 00 shows
+# pictures and no widget.
 NOTEBOOKS = ("00_tour.ipynb", "07_your_own_models.ipynb", "04_gan_paint.ipynb", "01_dissect_a_classifier.ipynb",
              "02_ablate_units.ipynb", "06_edit_a_real_photo.ipynb", "09_dissect_a_vit.ipynb",
              "08_features_vs_units.ipynb", "10_which_labels_can_you_trust.ipynb", "03_dissect_a_gan.ipynb",
