@@ -223,6 +223,11 @@ def later_layers(generator: nn.Module, layer: str) -> List[str]:
     return names[names.index(top) + 1:]
 
 
+def _frozen_copy(generator: nn.Module) -> nn.Module:
+    """A copy of ``generator`` in eval mode whose parameters need no gradient."""
+    return copy.deepcopy(generator).eval().requires_grad_(False)
+
+
 def finetune(generator: nn.Module, start: InversionResult, *, target: Optional[Tensor] = None,
              layers: Optional[Sequence[str]] = None, steps: int = 300, lr: float = 2e-4, reg: float = 0.3,
              feature_loss: Optional[Callable[[Tensor, Tensor], Tensor]] = None, feature_weight: float = 1.0,
@@ -243,9 +248,7 @@ def finetune(generator: nn.Module, start: InversionResult, *, target: Optional[T
         layers = later_layers(generator, start.layer)
     if not layers:
         raise ValueError("no layers to fine-tune")
-    tuned = copy.deepcopy(generator if start.generator is None else start.generator).eval()
-    for p in tuned.parameters():
-        p.requires_grad_(False)
+    tuned = _frozen_copy(generator if start.generator is None else start.generator)
     params = [p for name in layers for p in get_module(tuned, name).parameters()]
     if not params:
         raise ValueError(f"the layers {list(layers)} have no parameters to fine-tune")
@@ -388,9 +391,9 @@ class Inverter:
         return [n for n, _ in self.generator.named_parameters() if n.startswith(later)]
 
     def _arrays(self, result: InversionResult) -> Dict[str, np.ndarray]:
+        """What a result holds that cannot be derived again (its layer, PSNR and target can)."""
         out = {"z": result.z.detach().cpu().numpy(), "image": result.image.detach().cpu().numpy(),
-               "losses": np.asarray(result.losses, np.float64), "psnr": np.float64(result.psnr),
-               "drift": np.float64(result.drift), "layer": np.str_(result.layer or "")}
+               "losses": np.asarray(result.losses, np.float64), "drift": np.float64(result.drift)}
         if result.features is not None:
             out["features"] = result.features.detach().cpu().numpy()
         if result.generator is not None:
@@ -403,14 +406,13 @@ class Inverter:
         generator = None
         tuned = {k.split(":", 1)[1]: v for k, v in arrays.items() if k.startswith("tuned:")}
         if tuned:
-            generator = copy.deepcopy(self.generator).eval()
+            generator = _frozen_copy(self.generator)
             params = dict(generator.named_parameters())
             with torch.no_grad():
                 for name, value in tuned.items():
                     params[name].copy_(torch.from_numpy(value))
-            for p in generator.parameters():
-                p.requires_grad_(False)
         features = torch.from_numpy(arrays["features"]).to(device) if "features" in arrays else None
-        return InversionResult(torch.from_numpy(arrays["z"]).to(device), torch.from_numpy(arrays["image"]).to(device),
-                               float(arrays["psnr"]), arrays["losses"].tolist(), str(arrays["layer"]) or None,
-                               features, False, generator, target.to(device), float(arrays["drift"]))
+        image, target = torch.from_numpy(arrays["image"]).to(device), target.to(device)
+        return InversionResult(torch.from_numpy(arrays["z"]).to(device), image, psnr(image, target),
+                               arrays["losses"].tolist(), self.layer if features is not None else None, features,
+                               False, generator, target, float(arrays["drift"]))

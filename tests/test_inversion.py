@@ -174,14 +174,16 @@ def test_an_identical_inversion_is_loaded_from_the_cache(tmp_path):
     assert torch.equal(again.generator.layer2.weight, first.generator.layer2.weight)
     assert not torch.equal(again.generator.layer2.weight, g.layer2.weight)  # the tuned copy, not the original
     assert reconstruct(g, again).sub(first.image).abs().max() < 1e-6
+    latent_only = Inverter(g, steps=3, cache_dir=tmp_path)
+    assert latent_only(photo).layer is None and latent_only(photo).features is None
     inv(255 - photo)                                               # another photo,
     Inverter(g, layer="unflat", steps=3, layer_steps=5, cache_dir=tmp_path)(photo)  # other settings,
     with torch.no_grad():
         g.layer2.bias.add_(0.1)
     inv(photo)                                                     # other weights: each computed anew
-    assert len(list(tmp_path.glob("*.npz"))) == 4
+    assert len(list(tmp_path.glob("*.npz"))) == 5
     stopped = inv(photo[::-1].copy(), stop=lambda: True)
-    assert stopped.interrupted and len(list(tmp_path.glob("*.npz"))) == 4  # a stopped run is not kept
+    assert stopped.interrupted and len(list(tmp_path.glob("*.npz"))) == 5  # a stopped run is not kept
 
 
 class _NoGrad(nn.Module):
