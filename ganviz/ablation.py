@@ -54,6 +54,44 @@ def _num_units(model: nn.Module, layer: str, x: torch.Tensor) -> int:
     return int(tr[layer].output.shape[1])
 
 
+def _masked(out: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """``out`` (1 or G images) times each row of ``keep`` (G, units): one trial per row."""
+    return out * keep.reshape(keep.shape + (1,) * (out.ndim - 2)).to(out.dtype)
+
+
+def _trial_probs(model: nn.Module, layer: str, img: torch.Tensor, keep: torch.Tensor, fan_out: bool) -> torch.Tensor:
+    """Class probabilities of one image ``img`` (1,3,H,W) with row g of ``keep`` as the layer's units in trial g.
+
+    ``fan_out``: the layers before ``layer`` run once and its output is copied into the trials (the work of one
+    image, not G, before the layer); otherwise the image is copied into the trials at the input.
+    """
+    if fan_out:
+        edit = Replace(lambda out: _masked(out.expand(len(keep), *out.shape[1:]), keep))
+        batch = img
+    else:
+        edit = Replace(lambda out: _masked(out, keep))
+        batch = img.expand(len(keep), *img.shape[1:])
+    with Trace(model, layer, retain_output=False, edit=edit) as tr:
+        probs = tr.run(batch).float().softmax(1)
+    if probs.shape[0] != len(keep):
+        raise ValueError(f"{len(keep)} trials gave {probs.shape[0]} predictions")
+    return probs
+
+
+def _first_trials(model: nn.Module, layer: str, img: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """The trials of the first group, and whether the layers after ``layer`` treat a batch that starts there like
+    one that starts at the input (true of convnets, residual networks and ViTs; not of a model that reshapes with
+    the batch size it was given): its first and last trials are compared with the same trials run from the input."""
+    try:
+        fast = _trial_probs(model, layer, img, keep, fan_out=True)
+        if torch.allclose(fast[[0, -1]], _trial_probs(model, layer, img, keep[[0, -1]], fan_out=False),
+                          atol=1e-5, rtol=1e-4):
+            return fast, True
+    except Exception:  # noqa: BLE001 - any failure of the shortcut means: run every trial from the input
+        pass
+    return _trial_probs(model, layer, img, keep, fan_out=False), False
+
+
 @torch.no_grad()
 def single_unit_effects(model: nn.Module, layer: str, x: torch.Tensor, target: int | torch.Tensor,
                         units: Sequence[int] | None = None, chunk: int = 64, progress: bool = False,
@@ -61,7 +99,8 @@ def single_unit_effects(model: nn.Module, layer: str, x: torch.Tensor, target: i
     """Drop in the target class's probability (mean over ``x``) when each unit alone is removed.
 
     ``target`` is one class for all images or one class per image; units already in ``removed`` stay removed in
-    every trial.  Returns a tensor with one effect per unit of the layer (0 for units not tried).
+    every trial.  Returns a tensor with one effect per unit of the layer (0 for units not tried).  Where the
+    model allows it (checked on the first trials), the layers before ``layer`` run once per image, not per trial.
     """
     dev = _device(model)
     n_units = _num_units(model, layer, x)
@@ -71,6 +110,7 @@ def single_unit_effects(model: nn.Module, layer: str, x: torch.Tensor, target: i
     base = predict(model, x, layer, base_edit)[torch.arange(len(x)), target].mean()
     effects = torch.zeros(n_units)
     xs = x.to(dev)
+    fan_out = None
     for img in progress_bar(range(len(x)), desc="single-unit ablations", disable=not progress or len(x) < 4):
         for start in range(0, len(units), chunk):
             group = units[start:start + chunk]
@@ -78,13 +118,10 @@ def single_unit_effects(model: nn.Module, layer: str, x: torch.Tensor, target: i
             keep[torch.arange(len(group)), torch.tensor(group)] = 0
             if removed:
                 keep[:, list(removed)] = 0
-            shape = (len(group), n_units)
-
-            def kill(out: torch.Tensor, keep: torch.Tensor = keep, shape=shape) -> torch.Tensor:
-                return out * keep.reshape(shape + (1,) * (out.ndim - 2)).to(out.dtype)
-
-            with Trace(model, layer, retain_output=False, edit=Replace(kill)) as tr:
-                probs = tr.run(xs[img:img + 1].expand(len(group), *xs.shape[1:])).float().softmax(1)
+            if fan_out is None:
+                probs, fan_out = _first_trials(model, layer, xs[img:img + 1], keep)
+            else:
+                probs = _trial_probs(model, layer, xs[img:img + 1], keep, fan_out)
             effects[group] += probs[:, int(target[img])].cpu()
     effects = torch.where(torch.isin(torch.arange(n_units), torch.tensor(units)), base - effects / len(x),
                           torch.zeros(n_units))

@@ -185,10 +185,12 @@ class Layout:
     def from_map(self, fmap: Tensor, original: Tensor) -> Tensor:
         """A ``[B, C, H, W]`` map (e.g. edited) back in this layout, shaped like ``original`` (contiguous).
 
-        Prefix tokens are taken unchanged from ``original`` (cast to the map's dtype and device).
+        Prefix tokens are taken unchanged from ``original`` (cast to the map's dtype and device).  A map of several
+        images may go back into the output of one image (each gets its prefix tokens): trials fanned out at a layer.
         """
         expected = self.map_shape(original.shape)
-        if tuple(fmap.shape) != expected:
+        fanned = original.shape[0] == 1 and tuple(fmap.shape[1:]) == expected[1:]
+        if tuple(fmap.shape) != expected and not fanned:
             raise LayoutError(f"a map of shape {tuple(fmap.shape)} cannot go back into a layer output of shape "
                               f"{tuple(original.shape)} in layout {str(self)!r}: expected a map of shape {expected}")
         if self.kind == "bchw":
@@ -201,7 +203,8 @@ class Layout:
         body = fmap.permute(0, 2, 3, 1).reshape(b, -1, c)
         p = int(self.prefix_tokens or 0)
         if p:
-            body = torch.cat([original[:, :p].to(device=fmap.device, dtype=fmap.dtype), body], dim=1)
+            prefix = original[:, :p].to(device=fmap.device, dtype=fmap.dtype).expand(b, -1, -1)
+            body = torch.cat([prefix, body], dim=1)
         return body.contiguous()
 
     def prefix(self, x: Tensor) -> Optional[Tensor]:

@@ -60,6 +60,18 @@ def test_token_layouts_match_elementwise_indexing(prefix_tokens: int) -> None:
     assert torch.equal(back, _tokens_from_map(edited, prefix))
 
 
+def test_a_map_of_several_images_goes_back_into_one_images_tokens_with_its_prefix() -> None:
+    prefix = torch.randn(1, 2, C)
+    tokens = _tokens_from_map(_map()[:1], prefix)
+    lay = Layout("tokens_cls", H, W, 2)
+    fanned = _map() * 3
+    assert torch.equal(lay.from_map(fanned, tokens), _tokens_from_map(fanned, prefix.expand(B, -1, -1)))
+    with pytest.raises(LayoutError, match="expected a map of shape"):
+        lay.from_map(fanned[:, :2], tokens)            # other channels: refused
+    with pytest.raises(LayoutError, match="expected a map of shape"):
+        lay.from_map(fanned[:1], _tokens_from_map(_map(), torch.randn(B, 2, C)))  # fewer images: refused
+
+
 def test_bhwc_and_bchw_and_bc() -> None:
     fmap = _map()
     x = _bhwc_from_map(fmap)
