@@ -11,12 +11,12 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
 
-# pytest-xdist hands out whole files in collection order: the files that take minutes (pytest --durations) go
-# first, heaviest first, so that no worker is left alone with one of them at the end while the others idle.
-# The front ends (every notebook, twice: the longest file) come third, so that they run beside the rest rather than
-# after it, and reach notebooks 03 and 05 (their last) when nbval has filled the cache with their experiments.
-HEAVY_FIRST = ("examples/03_dissect_a_gan.ipynb", "examples/05_what_a_gan_cannot_generate.ipynb",
-               "tests/browser/test_frontends.py", "tests/test_inversion.py", "tests/test_model_quality.py",
+# pytest-xdist hands out whole files in collection order (setup.cfg turns off its reordering by test count): the
+# files that take minutes (pytest --durations) go first, heaviest first, so that no worker is left alone with one of
+# them at the end while the others idle.  The front ends (every example notebook, twice) are split into two files
+# of about equal time, one for each worker.
+HEAVY_FIRST = ("tests/browser/test_frontends_part1.py", "tests/browser/test_frontends_part2.py",
+               "tests/test_inversion.py", "tests/test_model_quality.py",
                "tests/browser/test_talk_app.py", "tests/browser/test_paint_app.py",
                "tests/browser/test_classifier_widgets.py", "tests/browser/test_feature_widgets.py",
                "tests/test_inception.py", "tests/browser/test_word_widgets.py")

@@ -69,7 +69,7 @@ def test_bad_input_is_refused():
 
 
 # The paper's finding (images G(z) invert at >= 30 dB, rendered scenes at least 5 dB worse, and what a latent alone
-# loses of them includes the concepts the GAN under-produces) is checked once, by examples/05 under nbval.
+# loses of them includes the concepts the GAN under-produces) is checked once, by examples/05 (run by the front-end tests).
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""No saved widget state in the shipped notebooks (tools/strip_notebooks.py removes it, keeping what nbval compares)."""
+"""No saved widget state in the shipped notebooks (tools/strip_notebooks.py removes it, keeping the outputs the front-end tests compare)."""
 import importlib.util
 import re
 import json
@@ -32,7 +32,7 @@ def test_examples_stay_small():
     assert total < 1.5e6, f"examples/ holds {total / 1e6:.2f} MB; run python tools/strip_notebooks.py examples/*.ipynb"
 
 
-def test_stripping_keeps_the_outputs_nbval_compares():
+def test_stripping_keeps_the_checked_outputs():
     tool = _tool()
     view = {"model_id": "abc", "version_major": 2, "version_minor": 0}
     nb = {"cells": [{"cell_type": "code", "source": "# NBVAL_CHECK_OUTPUT\nprint(1)", "metadata": {},

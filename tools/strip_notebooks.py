@@ -1,4 +1,4 @@
-"""Keep saved widget state out of notebooks, and the outputs small, without losing what nbval compares.
+"""Keep saved widget state out of notebooks, and the outputs small, without losing the outputs the tests compare.
 
     python tools/strip_notebooks.py examples/*.ipynb          # rewrite in place
     python tools/strip_notebooks.py --check examples/*.ipynb  # exit 1 naming the notebooks that carry widget state
@@ -12,9 +12,10 @@ What goes: the notebook's ``metadata.widgets`` (the saved state of every widget 
 ``application/vnd.jupyter.widget-view+json`` part of each output (a reference to that state; the output's
 ``text/plain`` stays); and of an image shown both as PNG and as JPEG (PIL images are), the larger of the two
 (PNGs re-encoded with zlib's best compression and a palette of at most 256 colours first).  What stays: every
-text output and one picture per image output, so ``pytest --nbval-lax`` (which compares text outputs of the cells marked
-``# NBVAL_CHECK_OUTPUT`` and never images) sees the same outputs.  The result is written as Jupyter writes
-notebooks (one-space indent, sorted keys), so a stripped notebook is stripped again to the same bytes.
+text output and one picture per image output, so the front-end tests (which compare the text outputs of the
+cells marked ``# NBVAL_CHECK_OUTPUT``, as ``pytest --nbval-lax`` does, and never images) see the same outputs.
+The result is written as Jupyter writes notebooks (one-space indent, sorted keys), so a stripped notebook is
+stripped again to the same bytes.
 """
 from __future__ import annotations
 

@@ -36,6 +36,17 @@ def browser_context(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def frontend_workdir(tmp_path_factory):
+    """One folder for the JupyterLab and Notebook 7 runs of a test file, whose ``.ganviz-cache`` is the examples'
+    own: what one run of a notebook computed (dissections, dictionaries, inversions) the next finds."""
+    folder = tmp_path_factory.mktemp("frontends")
+    cache = EXAMPLES / ".ganviz-cache"
+    cache.mkdir(exist_ok=True)
+    (folder / ".ganviz-cache").symlink_to(cache, target_is_directory=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def shots():
     """``shots(locator_or_page, name)`` saves a PNG screenshot and returns its path."""
     folder = screenshot_dir()

@@ -1,40 +1,38 @@
-"""Notebooks in JupyterLab 4 and Notebook 7, not only Voila: open, run every cell, and find every widget view.
+"""Notebooks in JupyterLab 4 and Notebook 7, not only Voila: open, run every cell, check what they show and say.
 
 Widgets that render in Voila can still fail elsewhere ("Error displaying widget", a missing front-end extension).
-Each front end runs in its own server on 127.0.0.1 over a copy of the notebook; the test runs all cells from the
-Run menu in Chromium and checks that every cell ran without an error output, that the widget views (including
-the paint canvas) are on the page, that outputs show pictures (no broken image, no figure repr) and that no output
-says "Error displaying widget".  Then it drives one interaction per widget family with the mouse and keyboard, as a
-user would in that front end: an ablation slider dragged to 0 (notebook 07: the panel recomputes without the
-unit), a paint stroke (04: the canvas changes), a photo upload through the browser's file dialog (04: the kernel
-receives it and the canvas answers in its status line) and a word typed into the word search (10: units ranked).
+Each front end runs in its own server on 127.0.0.1 over a copy of the notebook; :func:`check_notebook` runs all
+cells from the Run menu in Chromium and checks that every cell ran without an error output, that the widget views
+(including the paint canvas) are on the page, that outputs show pictures (no broken image, no figure repr) and
+that no output says "Error displaying widget".  It then saves the notebook from the front end and compares the
+text outputs of the cells marked ``# NBVAL_CHECK_OUTPUT`` with the committed ones (the check ``pytest
+--nbval-lax`` makes), so the front-end run is also the notebook's test: its findings are asserted in its cells.
+Last it drives one interaction per widget family with the mouse and keyboard, as a user would in that front
+end: an ablation slider dragged to 0 (notebook 07: the panel recomputes without the unit), a paint stroke (04:
+the canvas changes), a photo upload through the browser's file dialog (04: the kernel receives it and the canvas
+answers in its status line) and a word typed into the word search (10: units ranked).
+
+The notebooks are split over two test files (``test_frontends_*.py``), which pytest-xdist runs on different
+workers; within a file JupyterLab runs a notebook first and computes what it computes, Notebook 7 then finds it in
+the examples' ``.ganviz-cache`` (dissections, dictionaries, GAN experiments, inversions).
 """
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from voila_harness import (EXAMPLES, VoilaServer, broken_images, drag_on, drag_slider_to, wait_canvas_settled,
                            wait_text_contains)
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(1800)]
-
-# Every notebook, quickest first, in both front ends before the next.  What a notebook computes is cached in the
-# examples' .ganviz-cache (dissections, dictionaries, GAN experiments, inversions), which nbval's run of the same
-# notebook fills: 03 and 05 come last, when nbval has run them, and each front end then replays them in a few
-# minutes (ten when nothing is cached: a fresh-clone CI once reached 03 in JupyterLab before nbval had).  DRIVE
-# (below) maps a notebook to the interaction it drives; CANVAS lists those that show a paint canvas; 00 shows
-# pictures and no widget.
-NOTEBOOKS = ("00_tour.ipynb", "07_your_own_models.ipynb", "04_gan_paint.ipynb", "01_dissect_a_classifier.ipynb",
-             "02_ablate_units.ipynb", "06_edit_a_real_photo.ipynb", "09_dissect_a_vit.ipynb",
-             "08_features_vs_units.ipynb", "10_which_labels_can_you_trust.ipynb", "03_dissect_a_gan.ipynb",
-             "05_what_a_gan_cannot_generate.ipynb")
+# Both front ends of a notebook, JupyterLab first; FRONT_ENDS parametrizes the tests.  NO_WIDGETS shows pictures
+# and no widget; CANVAS shows a paint canvas; DRIVE (below) maps a notebook to the interaction it drives.
+FRONT_ENDS = [("lab", "lab/tree"), ("notebook", "notebooks")]
 NO_WIDGETS = ("00_tour.ipynb",)
 CANVAS = ("07_your_own_models.ipynb", "04_gan_paint.ipynb", "08_features_vs_units.ipynb", "06_edit_a_real_photo.ipynb")
+CHECK_OUTPUT = "# NBVAL_CHECK_OUTPUT"
 
 
 def jupyter(app: str) -> list[str]:
@@ -55,20 +53,47 @@ def run_all_cells(page, timeout_s: float = 1500) -> None:
     raise TimeoutError(f"cells still running or not run after {timeout_s:.0f} s: {prompts}")
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    """One folder for both front ends, whose ``.ganviz-cache`` is the examples' own: what one run of a notebook
-    computed (dissections, dictionaries) the next finds, whether nbval or a front end ran it first."""
-    folder = tmp_path_factory.mktemp("frontends")
-    cache = EXAMPLES / ".ganviz-cache"
-    cache.mkdir(exist_ok=True)
-    (folder / ".ganviz-cache").symlink_to(cache, target_is_directory=True)
-    return folder
+def saved_notebook(page, path: Path, timeout_s: float = 60) -> dict:
+    """Save the notebook from the front end (Ctrl+S, as a user would) and read the file it wrote."""
+    before = path.stat().st_mtime_ns
+    page.keyboard.press("Escape")            # command mode: the shortcut goes to the notebook, not a widget
+    page.keyboard.press("Control+s")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.stat().st_mtime_ns != before:
+            try:
+                return json.loads(path.read_text())
+            except ValueError:                # still being written
+                pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{path.name} was not saved within {timeout_s:.0f} s of Ctrl+S")
 
 
-@pytest.mark.parametrize("app,path", [("lab", "lab/tree"), ("notebook", "notebooks")])
-@pytest.mark.parametrize("notebook", NOTEBOOKS)  # outermost: both front ends of a notebook, then the next
-def test_a_notebook_runs_and_shows_its_widgets(app, path, notebook, browser_context, workdir, tmp_path, shots):
+def _text_outputs(cell: dict) -> tuple[str, list[str]]:
+    """A code cell's printed text (streams joined, as a front end merges them) and its results' ``text/plain``."""
+    def text(value) -> str:
+        return "".join(value) if isinstance(value, list) else value
+
+    streams = "".join(text(o["text"]) for o in cell.get("outputs", []) if o["output_type"] == "stream")
+    results = [text(o["data"]["text/plain"]) for o in cell.get("outputs", [])
+               if o["output_type"] in ("execute_result", "display_data") and "text/plain" in o.get("data", {})
+               and "application/vnd.jupyter.widget-view+json" not in o["data"]]
+    return streams, results
+
+
+def output_mismatches(ran: dict, committed: dict) -> list[str]:
+    """Cells marked ``# NBVAL_CHECK_OUTPUT`` whose text outputs differ from the committed notebook's, described."""
+    problems = []
+    for i, (new, old) in enumerate(zip(ran["cells"], committed["cells"])):
+        source = "".join(old["source"]) if isinstance(old["source"], list) else old["source"]
+        if old["cell_type"] == "code" and source.lstrip().startswith(CHECK_OUTPUT):
+            if _text_outputs(new) != _text_outputs(old):
+                problems.append(f"cell {i}: printed {_text_outputs(new)!r}, the committed notebook {_text_outputs(old)!r}")
+    return problems
+
+
+def check_notebook(app: str, path: str, notebook: str, browser_context, workdir: Path, tmp_path: Path, shots) -> None:
+    """Run every cell of ``examples/notebook`` in front end ``app`` and check what it shows and prints (above)."""
     shutil.copy(EXAMPLES / notebook, workdir / notebook)
     # a fresh workspace: JupyterLab would reopen the notebooks of earlier runs (saved in ~/.jupyter) beside this one
     fresh = [f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}"] if app == "lab" else []
@@ -91,6 +116,9 @@ def test_a_notebook_runs_and_shows_its_widgets(app, path, notebook, browser_cont
         assert "Error displaying widget" not in text and "<Figure size" not in text
         assert not broken_images(outputs)
         assert outputs.locator(".jp-OutputArea-output img").count() >= 1  # pictures, not reprs
+        committed = json.loads((EXAMPLES / notebook).read_text())
+        mismatches = output_mismatches(saved_notebook(page, workdir / notebook), committed)
+        assert not mismatches, "\n".join(mismatches)
         if notebook in DRIVE:
             DRIVE[notebook](page, tmp_path)
         shots(page, f"frontend_{app}_{notebook[:2]}")
