@@ -21,6 +21,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import tempfile
 import types
 import warnings
@@ -90,6 +91,14 @@ def weights_hash(*models: Optional[nn.Module]) -> str:
     return h.hexdigest()
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def _stable_repr(value: Any) -> str:
+    """``repr(value)`` without a memory address (Python's default repr shows one, new in every process)."""
+    return _ADDRESS.sub("", repr(value))
+
+
 def _value_id(value: Any, depth: int) -> str:
     """A string that changes when ``value`` changes: weights for modules, bytes for tensors and arrays, the state of
     plain objects, recursively for callables and containers (``depth`` bounds the recursion)."""
@@ -116,7 +125,7 @@ def _value_id(value: Any, depth: int) -> str:
     state = getattr(value, "__dict__", None)
     if state is not None:  # a plain object: its attributes, not its address
         return f"{type(value).__module__}.{type(value).__qualname__}{_value_id(dict(state), depth - 1)}"
-    return f"{type(value).__module__}.{type(value).__qualname__}:{value!r}"
+    return f"{type(value).__module__}.{type(value).__qualname__}:{_stable_repr(value)}"
 
 
 def _function_id(fn: Any, depth: int) -> str:
@@ -158,8 +167,8 @@ def callable_id(fn: Optional[Callable[..., Any]], depth: int = 3) -> str:
         return _function_id(fn, depth)
     state = getattr(fn, "__dict__", None)
     if state is not None:
-        return f"{type(fn).__module__}.{type(fn).__qualname__}{_value_id(dict(state), depth)}:{fn!r}"
-    return f"{type(fn).__module__}.{type(fn).__qualname__}:{fn!r}"
+        return f"{type(fn).__module__}.{type(fn).__qualname__}{_value_id(dict(state), depth)}:{_stable_repr(fn)}"
+    return f"{type(fn).__module__}.{type(fn).__qualname__}:{_stable_repr(fn)}"
 
 
 def _jsonable(value: Any) -> Any:

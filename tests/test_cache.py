@@ -197,6 +197,28 @@ def test_callable_id_tracks_code_and_closure():
     assert callable_id(lambda x: x * 2 - 1) != callable_id(lambda x: x * 2 + 1)
 
 
+class Tokens:
+    """A callable object with Python's default repr (which shows its address)."""
+
+    def __init__(self, words):
+        self.words = tuple(words)
+
+    def __call__(self, text):
+        return [self.words.index(w) for w in text.split()]
+
+
+def test_callable_id_of_an_object_is_its_state_not_its_address():
+    # a closure over a callable object (as a tokenizer in a text encoder): a key that held the object's address
+    # changed in every process, so nothing cached under it was ever found again
+    def encoder(tokens):
+        return lambda text: tokens(text)
+
+    assert callable_id(Tokens(["a", "b"])) == callable_id(Tokens(["a", "b"]))
+    assert callable_id(encoder(Tokens(["a", "b"]))) == callable_id(encoder(Tokens(["a", "b"])))
+    assert callable_id(Tokens(["a", "b"])) != callable_id(Tokens(["a", "c"]))
+    assert " at 0x" not in callable_id(Tokens(["a"])) + callable_id(object())
+
+
 def test_result_cache_roundtrip(tmp_path):
     cache = ResultCache(tmp_path / "c")
     assert cache.load("k", lambda p: p.read_bytes()) is None
