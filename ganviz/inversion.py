@@ -232,13 +232,16 @@ def finetune(generator: nn.Module, start: InversionResult, *, target: Optional[T
              layers: Optional[Sequence[str]] = None, steps: int = 300, lr: float = 2e-4, reg: float = 0.3,
              feature_loss: Optional[Callable[[Tensor, Tensor], Tensor]] = None, feature_weight: float = 1.0,
              stop: Optional[Callable[[], bool]] = None,
-             callback: Optional[Callable[[int, float, Tensor], None]] = None) -> InversionResult:
+             callback: Optional[Callable[[int, float, Tensor], None]] = None,
+             cache_dir: Optional[PathLike] = None) -> InversionResult:
     """GAN-Paint-style fine-tuning for one image: a copy of the generator whose ``layers`` (default: every layer
     after the inverted one) change a little, so that it reproduces ``target`` from ``start``'s latent/features.
 
     The loss is the pixel loss plus ``reg`` times the squared weight change relative to the weights' size, which
     keeps the copy close to the original (unit edits at the inverted layer still work).  The original generator
     is not modified; ``result.generator`` is the tuned copy and ``result.drift`` its relative weight change.
+    With ``cache_dir``, a finished fine-tuning is stored by the weights, the start, the target and the settings,
+    and an identical call loads it.
     """
     target = _as_target(generator, start.target if target is None else target)
     if layers is None:
@@ -248,7 +251,29 @@ def finetune(generator: nn.Module, start: InversionResult, *, target: Optional[T
         layers = later_layers(generator, start.layer)
     if not layers:
         raise ValueError("no layers to fine-tune")
-    tuned = _frozen_copy(generator if start.generator is None else start.generator)
+    base = generator if start.generator is None else start.generator
+    settings = dict(steps=steps, lr=lr, reg=reg, feature_loss=feature_loss, feature_weight=feature_weight)
+    if cache_dir is None:
+        return _finetune(generator, base, start, target, layers, stop, callback, **settings)
+    cache = ResultCache(cache_dir)
+    features = None if start.features is None else start.features.detach().cpu()
+    key = make_key(kind="finetune", generator=weights_hash(base), z=start.z.detach().cpu(), layer=start.layer,
+                   features=features, target=target.detach().cpu(), layers=list(layers), steps_before=start.steps,
+                   **{**settings, "feature_loss": callable_id(feature_loss)})
+    hit = cache.load(key, lambda path: _restored(base, dict(np.load(path)), target, start.layer))
+    if hit is not None:
+        return hit
+    result = _finetune(generator, base, start, target, layers, stop, callback, **settings)
+    if not result.interrupted:
+        cache.save(key, lambda tmp: np.savez(tmp, **_result_arrays(result, _tuned_names(base, layers))))
+    return result
+
+
+def _finetune(generator: nn.Module, base: nn.Module, start: InversionResult, target: Tensor, layers: Sequence[str],
+              stop: Optional[Callable[[], bool]], callback: Optional[Callable[[int, float, Tensor], None]], *,
+              steps: int, lr: float, reg: float, feature_loss: Optional[Callable[[Tensor, Tensor], Tensor]],
+              feature_weight: float) -> InversionResult:
+    tuned = _frozen_copy(base)
     params = [p for name in layers for p in get_module(tuned, name).parameters()]
     if not params:
         raise ValueError(f"the layers {list(layers)} have no parameters to fine-tune")
@@ -387,32 +412,47 @@ class Inverter:
         """Names of the parameters that fine-tuning changes."""
         if self.finetune_steps <= 0 or self.layer is None:
             return []
-        later = tuple(f"{name}." for name in later_layers(self.generator, self.layer))
-        return [n for n, _ in self.generator.named_parameters() if n.startswith(later)]
+        return _tuned_names(self.generator, later_layers(self.generator, self.layer))
 
     def _arrays(self, result: InversionResult) -> Dict[str, np.ndarray]:
-        """What a result holds that cannot be derived again (its layer, PSNR and target can)."""
-        out = {"z": result.z.detach().cpu().numpy(), "image": result.image.detach().cpu().numpy(),
-               "losses": np.asarray(result.losses, np.float64), "drift": np.float64(result.drift)}
-        if result.features is not None:
-            out["features"] = result.features.detach().cpu().numpy()
-        if result.generator is not None:
-            tuned = dict(result.generator.named_parameters())
-            out.update({f"tuned:{n}": tuned[n].detach().cpu().numpy() for n in self._tuned_names()})
-        return out
+        return _result_arrays(result, self._tuned_names())
 
     def _restore(self, arrays: Dict[str, np.ndarray], target: Tensor) -> InversionResult:
-        device = model_device(self.generator)
-        generator = None
-        tuned = {k.split(":", 1)[1]: v for k, v in arrays.items() if k.startswith("tuned:")}
-        if tuned:
-            generator = _frozen_copy(self.generator)
-            params = dict(generator.named_parameters())
-            with torch.no_grad():
-                for name, value in tuned.items():
-                    params[name].copy_(torch.from_numpy(value))
-        features = torch.from_numpy(arrays["features"]).to(device) if "features" in arrays else None
-        image, target = torch.from_numpy(arrays["image"]).to(device), target.to(device)
-        return InversionResult(torch.from_numpy(arrays["z"]).to(device), image, psnr(image, target),
-                               arrays["losses"].tolist(), self.layer if features is not None else None, features,
-                               False, generator, target, float(arrays["drift"]))
+        return _restored(self.generator, arrays, target, self.layer)
+
+
+def _tuned_names(generator: nn.Module, layers: Sequence[str]) -> List[str]:
+    """Names of the parameters of ``layers`` (which fine-tuning changes)."""
+    prefixes = tuple(f"{name}." for name in layers)
+    return [n for n, _ in generator.named_parameters() if n.startswith(prefixes)]
+
+
+def _result_arrays(result: InversionResult, tuned_names: Sequence[str]) -> Dict[str, np.ndarray]:
+    """What a result holds that cannot be derived again (its layer, PSNR and target can)."""
+    out = {"z": result.z.detach().cpu().numpy(), "image": result.image.detach().cpu().numpy(),
+           "losses": np.asarray(result.losses, np.float64), "drift": np.float64(result.drift)}
+    if result.features is not None:
+        out["features"] = result.features.detach().cpu().numpy()
+    if result.generator is not None:
+        tuned = dict(result.generator.named_parameters())
+        out.update({f"tuned:{n}": tuned[n].detach().cpu().numpy() for n in tuned_names})
+    return out
+
+
+def _restored(generator: nn.Module, arrays: Dict[str, np.ndarray], target: Tensor,
+              layer: Optional[str]) -> InversionResult:
+    """A result from :func:`_result_arrays`: the fine-tuned layers are copied into a frozen copy of ``generator``."""
+    device = model_device(generator)
+    tuned_copy = None
+    tuned = {k.split(":", 1)[1]: v for k, v in arrays.items() if k.startswith("tuned:")}
+    if tuned:
+        tuned_copy = _frozen_copy(generator)
+        params = dict(tuned_copy.named_parameters())
+        with torch.no_grad():
+            for name, value in tuned.items():
+                params[name].copy_(torch.from_numpy(value))
+    features = torch.from_numpy(arrays["features"]).to(device) if "features" in arrays else None
+    image, target = torch.from_numpy(arrays["image"]).to(device), target.to(device)
+    return InversionResult(torch.from_numpy(arrays["z"]).to(device), image, psnr(image, target),
+                           arrays["losses"].tolist(), layer if features is not None else None, features,
+                           False, tuned_copy, target, float(arrays["drift"]))

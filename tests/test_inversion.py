@@ -186,6 +186,24 @@ def test_an_identical_inversion_is_loaded_from_the_cache(tmp_path):
     assert stopped.interrupted and len(list(tmp_path.glob("*.npz"))) == 5  # a stopped run is not kept
 
 
+def test_an_identical_finetuning_is_loaded_from_the_cache(tmp_path):
+    g = Tiny()
+    start = Inverter(g, layer="unflat", steps=3, layer_steps=4)(
+        (torch.rand(4, 4, 3, generator=torch.Generator().manual_seed(2)) * 255).byte().numpy())
+    calls = []
+    g.layer2.register_forward_hook(lambda *args: calls.append(1))
+    first = finetune(g, start, steps=5, cache_dir=tmp_path)
+    ran = len(calls)
+    again = finetune(g, start, steps=5, cache_dir=tmp_path)
+    assert ran > 0 and len(calls) == ran                            # loaded, not tuned again
+    assert torch.equal(again.image, first.image) and again.losses == first.losses
+    assert (again.psnr, again.drift, again.layer) == (first.psnr, first.drift, "unflat")
+    assert torch.equal(again.generator.layer2.weight, first.generator.layer2.weight)
+    assert not torch.equal(again.generator.layer2.weight, g.layer2.weight)
+    finetune(g, start, steps=6, cache_dir=tmp_path)                 # other settings: tuned anew
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+
+
 class _NoGrad(nn.Module):
     def forward(self, x):
         return (x > 0).float()
