@@ -131,11 +131,12 @@ def evaluate_generator(generator: nn.Module, classifier: nn.Module, segmenter: n
     untrained = ToyGenerator(z_dim).eval().to(_device(generator))
     _, feats_untrained = classifier_features(classifier, generate(untrained, n, seed=seed, z_dim=z_dim))
     fd, fd0 = frechet_distance(feats_fake, feats_real), frechet_distance(feats_untrained, feats_real)
-    area_fake = concept_areas(segment(segmenter, fake)).mean(0)
+    areas_fake = concept_areas(segment(segmenter, fake))
+    area_fake = areas_fake.mean(0)
     area_real_seg = concept_areas(segment(segmenter, real))
     area_real = concept_areas(real_labels).mean(0)
     w = CONCEPTS.index("watermark")
-    mark_fake = float((concept_areas(segment(segmenter, fake))[:, w] >= WATERMARK_MIN_SHARE).float().mean())
+    mark_fake = float((areas_fake[:, w] >= WATERMARK_MIN_SHARE).float().mean())
     mark_real = float((area_real_seg[:, w] >= WATERMARK_MIN_SHARE).float().mean())
     major = [k for k in range(len(CONCEPTS)) if area_real[k] >= 0.02]
     rel = {CONCEPTS[k]: float((area_fake[k] - area_real[k]) / area_real[k]) for k in major}

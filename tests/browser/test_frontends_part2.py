@@ -1,5 +1,5 @@
-"""Example notebooks in JupyterLab 4 and Notebook 7, second part (test_frontends_part1.py has the GAN dissection
-notebooks): every cell runs, widgets and pictures show, checked outputs match (frontends.py says what is checked)."""
+"""Example notebooks in JupyterLab 4 and Notebook 7, second part (test_frontends_part1.py has the others): every cell
+runs, widgets and pictures show, checked outputs match (frontends.py says what is checked)."""
 import pytest
 
 from frontends import FRONT_ENDS, check_notebook
@@ -8,9 +8,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(1800)]
 
 
 @pytest.mark.parametrize("app,path", FRONT_ENDS)
-@pytest.mark.parametrize("notebook", ["09_dissect_a_vit.ipynb", "10_which_labels_can_you_trust.ipynb",
-                                      "06_edit_a_real_photo.ipynb", "08_features_vs_units.ipynb",
-                                      "02_ablate_units.ipynb", "01_dissect_a_classifier.ipynb", "00_tour.ipynb"])
+@pytest.mark.parametrize("notebook", ["03_dissect_a_gan.ipynb", "10_which_labels_can_you_trust.ipynb",
+                                      "09_dissect_a_vit.ipynb", "06_edit_a_real_photo.ipynb",
+                                      "07_your_own_models.ipynb", "01_dissect_a_classifier.ipynb"])
 def test_a_notebook_runs_and_shows_its_widgets(app, path, notebook, browser_context, frontend_workdir, tmp_path,
                                                shots):
     check_notebook(app, path, notebook, browser_context, frontend_workdir, tmp_path, shots)
