@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .cache import PathLike, ResultCache, callable_id, make_key, weights_hash
 from .plumbing import eval_mode, model_device, seeded_generator, segment, z_dim_of
 from .metrics import frechet_distance
 
@@ -60,37 +61,70 @@ def label_statistics(labels: Tensor, concept_names: Sequence[str], min_pixels: i
     return ConceptStats(tuple(concept_names), (counts / flat.shape[1]).numpy(), (counts >= min_pixels).numpy())
 
 
+def _cached(cache_dir: Optional[PathLike], concept_names: Sequence[str], compute: Callable[[], ConceptStats],
+            **key: Any) -> ConceptStats:
+    """``compute()``, or with ``cache_dir`` the statistics stored under ``key`` (computed and stored once)."""
+    if cache_dir is None:
+        return compute()
+    cache, key_ = ResultCache(cache_dir), make_key(kind="concept statistics", concepts=list(concept_names), **key)
+    def load(path: Any) -> ConceptStats:
+        with np.load(path) as arrays:
+            return ConceptStats(tuple(concept_names), arrays["per_image"], arrays["presence"])
+
+    hit = cache.load(key_, load)
+    if hit is not None:
+        return hit
+    stats = compute()
+    cache.save(key_, lambda tmp: np.savez(tmp, per_image=stats.per_image, presence=stats.presence_per_image))
+    return stats
+
+
 @torch.no_grad()
 def segment_statistics(images: Tensor, segmenter: Callable[[Tensor], Any], concept_names: Sequence[str],
-                       batch_size: int = 128, device: Optional[torch.device] = None) -> ConceptStats:
-    """Segment ``images`` (in the segmenter's input range) in batches and return their :class:`ConceptStats`."""
+                       batch_size: int = 128, device: Optional[torch.device] = None,
+                       cache_dir: Optional[PathLike] = None) -> ConceptStats:
+    """Segment ``images`` (in the segmenter's input range) in batches and return their :class:`ConceptStats`
+    (with ``cache_dir``: stored by the images' pixels and the segmenter, and loaded when both are the same)."""
     if len(images) == 0:
         raise ValueError("no images to segment")
     if device is None:
         device = model_device(segmenter) if isinstance(segmenter, nn.Module) else torch.device("cpu")
-    with eval_mode(segmenter):
-        labels = [segment(segmenter, images[i:i + batch_size].to(device))[0].cpu()
-                  for i in range(0, len(images), batch_size)]
-    return label_statistics(torch.cat(labels), concept_names)
+
+    def compute() -> ConceptStats:
+        with eval_mode(segmenter):
+            labels = [segment(segmenter, images[i:i + batch_size].to(device))[0].cpu()
+                      for i in range(0, len(images), batch_size)]
+        return label_statistics(torch.cat(labels), concept_names)
+
+    return _cached(cache_dir, concept_names, compute, images=torch.as_tensor(images).detach().cpu(),
+                   segmenter=callable_id(segmenter))
 
 
 @torch.no_grad()
 def generated_statistics(generator: nn.Module, segmenter: Callable[[Tensor], Any], concept_names: Sequence[str],
                          n: int = 1000, z_dim: Optional[int] = None, seed: int = 0, batch_size: int = 128,
-                         segmenter_preprocess: Optional[Callable[[Tensor], Tensor]] = None) -> ConceptStats:
-    """:class:`ConceptStats` of ``n`` samples ``generator(z)``, ``z`` standard normal drawn with ``seed``."""
+                         segmenter_preprocess: Optional[Callable[[Tensor], Tensor]] = None,
+                         cache_dir: Optional[PathLike] = None) -> ConceptStats:
+    """:class:`ConceptStats` of ``n`` samples ``generator(z)``, ``z`` standard normal drawn with ``seed`` (with
+    ``cache_dir``: stored by the weights, the segmenter and the settings, and loaded when they are the same)."""
     z_dim = z_dim_of(generator, z_dim)
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     prep = segmenter_preprocess or (lambda x: x)
     dev = model_device(generator)
-    g = seeded_generator(seed)
-    labels = []
-    with eval_mode(generator, segmenter):
-        for i in range(0, n, batch_size):
-            z = torch.randn(min(batch_size, n - i), z_dim, generator=g).to(dev)
-            labels.append(segment(segmenter, prep(generator(z)))[0].cpu())
-    return label_statistics(torch.cat(labels), concept_names)
+
+    def compute() -> ConceptStats:
+        g = seeded_generator(seed)
+        labels = []
+        with eval_mode(generator, segmenter):
+            for i in range(0, n, batch_size):
+                z = torch.randn(min(batch_size, n - i), z_dim, generator=g).to(dev)
+                labels.append(segment(segmenter, prep(generator(z)))[0].cpu())
+        return label_statistics(torch.cat(labels), concept_names)
+
+    return _cached(cache_dir, concept_names, compute, generator=weights_hash(generator),
+                   segmenter=callable_id(segmenter), preprocess=callable_id(segmenter_preprocess), n=n, z_dim=z_dim,
+                   seed=seed, batch_size=batch_size)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,27 @@ def test_report_names_what_is_missing():
         compare(label_statistics(fake, NAMES), label_statistics(real, ("a", "b", "c")))
 
 
+def test_statistics_are_loaded_from_the_cache_when_nothing_changed(tmp_path):
+    class RedIsSky(torch.nn.Module):
+        def forward(self, x):
+            return (x[:, 0] > 0).long()
+
+    calls = []
+    segmenter = RedIsSky()
+    segmenter.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))   # counts; not part of the key
+    gen = torch.nn.Sequential(torch.nn.Linear(4, 3 * 8 * 8), torch.nn.Unflatten(1, (3, 8, 8)))
+    first = generated_statistics(gen, segmenter, NAMES, n=10, z_dim=4, seed=1, cache_dir=tmp_path)
+    again = generated_statistics(gen, segmenter, NAMES, n=10, z_dim=4, seed=1, cache_dir=tmp_path)
+    assert len(calls) == 1 and np.array_equal(again.per_image, first.per_image)
+    assert np.array_equal(again.presence_per_image, first.presence_per_image) and again.concept_names == NAMES
+    generated_statistics(gen, segmenter, NAMES, n=10, z_dim=4, seed=2, cache_dir=tmp_path)   # other latents
+    images = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    real = segment_statistics(images, segmenter, NAMES, cache_dir=tmp_path)
+    assert np.array_equal(segment_statistics(images, segmenter, NAMES, cache_dir=tmp_path).per_image, real.per_image)
+    segment_statistics(-images, segmenter, NAMES, cache_dir=tmp_path)                       # other pixels
+    assert len(calls) == 4 and len(list(tmp_path.glob("*.npz"))) == 4
+
+
 @pytest.mark.bundled
 def test_the_bundled_gan_under_produces_small_building_parts():
     """The toy GAN draws houses, but too little of their roofs and doors (both about half the real area)."""
