@@ -55,6 +55,24 @@ def test_all_weights_are_small():
     assert max(sizes.values()) <= 25e6 and sizes["toy-clip.safetensors"] <= 12e6, sizes
 
 
+def test_cpu_models_are_channels_last_with_the_same_outputs_and_hash():
+    """The speed-up of ``load`` on the CPU changes how weights are laid out in memory, not what they compute or
+    which cache entries they find."""
+    import copy
+
+    from ganviz.cache import weights_hash
+
+    gan, _ = zoo.load("toy-gan")
+    conv = gan.layer4.conv.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    nchw = copy.deepcopy(gan).to(memory_format=torch.contiguous_format)
+    assert nchw.layer4.conv.weight.is_contiguous()
+    z = torch.randn(4, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(gan(z), nchw(z), atol=1e-4, rtol=0)
+    assert weights_hash(gan) == weights_hash(nchw)
+
+
 def test_corrupted_weights_are_refused(tmp_path):
     shutil.copytree(WEIGHTS_DIR, tmp_path / "w")
     path = tmp_path / "w" / "toy-segmenter.safetensors"

@@ -125,7 +125,8 @@ def load(name: str, device: str | torch.device = "cpu", folder: str | Path | Non
          ) -> tuple[nn.Module, ModelInfo]:
     """Load bundled model ``name`` on ``device`` in eval mode; returns ``(model, info)``.
 
-    The weights file's sha256 is checked against the manifest first; nothing is downloaded.
+    The weights file's sha256 is checked against the manifest first; nothing is downloaded.  On the CPU the
+    convolution weights are stored channels-last (NHWC), which oneDNN runs faster; values and hashes are unchanged.
     """
     from safetensors.torch import load_file
 
@@ -144,6 +145,9 @@ def load(name: str, device: str | torch.device = "cpu", folder: str | Path | Non
     model = ToyCLIP(_clip_words(folder)) if name == "toy-clip" else _specs()[name][0]()
     model.load_state_dict(load_file(str(path)), strict=True)
     model = model.to(device).eval()
+    if torch.device(device).type == "cpu":
+        # oneDNN runs NHWC convolutions 1.3-2x faster on CPU (python benchmarks/channels_last.py); outputs agree to 1e-5
+        model = model.to(memory_format=torch.channels_last)
     meta.file, meta.sha256, meta.extra = entry["file"], digest, entry.get("extra", {})
     return model, meta
 
