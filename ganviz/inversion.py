@@ -24,8 +24,10 @@ from .plumbing import eval_mode, frozen, model_device, seeded_latents, z_dim_of
 from .imaging import fit_photo, from_uint8
 from .edits import Compose, Edit, Replace
 from .trace import Trace, get_module
+from .adam_loop import AdamLoop, per_image_loss, rows_where
 
-__all__ = ["psnr", "InversionResult", "reconstruct", "encode", "invert", "later_layers", "finetune", "Inverter"]
+__all__ = ["psnr", "InversionResult", "reconstruct", "encode", "invert", "invert_many", "later_layers", "finetune",
+           "Inverter"]
 
 
 def psnr(a: Tensor, b: Tensor, data_range: float = 2.0) -> float:
@@ -79,64 +81,14 @@ def reconstruct(generator: nn.Module, result: InversionResult, edit: Optional[Ma
         return tr.run(result.z)
 
 
-def _as_target(generator: nn.Module, target: Tensor) -> Tensor:
+def _as_target(generator: nn.Module, target: Tensor, many: bool = False) -> Tensor:
     target = torch.as_tensor(target)
     if target.ndim == 3:
         target = target[None]
-    if target.ndim != 4 or len(target) != 1:
-        raise ValueError(f"invert one image (1, C, H, W), got shape {tuple(target.shape)}")
+    if target.ndim != 4 or (len(target) != 1 and not many) or len(target) == 0:
+        raise ValueError(f"invert {'images (N, C, H, W)' if many else 'one image (1, C, H, W)'}, got shape "
+                         f"{tuple(target.shape)}")
     return target.to(model_device(generator)).float()
-
-
-class _Loop:
-    """Adam steps on some parameters, keeping the best state; ``stop()`` or Ctrl+C ends it early."""
-
-    def __init__(self, stop: Optional[Callable[[], bool]], callback: Optional[Callable[[int, float, Tensor], None]]):
-        self.stop, self.callback = stop, callback
-        self.losses: List[float] = []
-        self.best_loss = float("inf")
-        self.interrupted = False
-
-    def run(self, params: List[Tensor], lr: float, steps: int, forward: Callable[[], Tuple[Tensor, Tensor]],
-            keep: Callable[[], None]) -> None:
-        """``forward()`` returns ``(loss, image)``; ``keep()`` snapshots the state that produced the best loss."""
-        if self.interrupted:
-            return
-        opt = torch.optim.Adam(params, lr=lr)
-        try:
-            for _ in range(steps):
-                if self.stop is not None and self.stop():
-                    self.interrupted = True
-                    return
-                loss, image = forward()
-                if not loss.requires_grad:
-                    raise ValueError("the generator's output has no gradient with respect to what is optimised; "
-                                     "inversion needs a differentiable generator")
-                self.losses.append(float(loss.detach()))
-                if self.losses[-1] < self.best_loss:  # the loss belongs to the state before this step's update
-                    self.best_loss = self.losses[-1]
-                    keep()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if self.callback is not None:
-                    self.callback(len(self.losses) - 1, self.losses[-1], image.detach())
-        except KeyboardInterrupt:
-            self.interrupted = True
-
-
-def _loss_fn(target: Tensor, feature_loss: Optional[Callable[[Tensor, Tensor], Tensor]],
-             feature_weight: float) -> Callable[[Tensor], Tensor]:
-    def loss_of(image: Tensor) -> Tensor:
-        if image.shape[1:] != target.shape[1:]:
-            raise ValueError(f"the target is {tuple(target.shape[1:])} but the generator makes "
-                             f"{tuple(image.shape[1:])} images; pass a uint8 (H, W, 3) photo to have it cropped "
-                             "and resized")
-        loss = F.mse_loss(image.float(), target)
-        if feature_loss is not None:
-            loss = loss + feature_weight * feature_loss(image, target)
-        return loss
-    return loss_of
 
 
 @torch.no_grad()
@@ -147,7 +99,7 @@ def encode(encoder: nn.Module, image: Tensor) -> Tensor:
 
 
 def _optimise_features(generator: nn.Module, layer: str, best: Dict[str, Optional[Tensor]],
-                       features_init: Optional[Tensor], loss_of: Callable[[Tensor], Tensor], loop: "_Loop",
+                       features_init: Optional[Tensor], loss_of: Callable[[Tensor], Tensor], loop: AdamLoop,
                        lr: float, steps: int) -> None:
     """The second phase of :func:`invert`: Adam on ``layer``'s whole feature map, from the better of the best
     latent's features and ``features_init``; ``best["features"]`` keeps the best map so far."""
@@ -159,58 +111,89 @@ def _optimise_features(generator: nn.Module, layer: str, best: Dict[str, Optiona
         if guess.shape != start.shape:
             raise ValueError(f"features_init has shape {tuple(guess.shape)}; {layer!r} makes {tuple(start.shape)}")
         with torch.no_grad():
-            fit = [float(loss_of(Trace(generator, [], retain_output=False,
-                                       edit={layer: Replace(lambda _, f=f: f)}).run(best["z"])))
+            fit = [loss_of(Trace(generator, [], retain_output=False,
+                                 edit={layer: Replace(lambda _, f=f: f)}).run(best["z"]))
                    for f in (start, guess)]
-        start = guess if fit[1] < fit[0] else start
+        start = rows_where(fit[1] < fit[0], guess, start)
     feats = start.clone().requires_grad_(True)
     best["features"] = feats.detach().clone()
-    loop.best_loss = float("inf")  # the first layer step re-measures the best z's loss
+    loop.reset_best()  # the first layer step re-measures the best z's loss
     with Trace(generator, [], retain_output=False, edit={layer: Replace(lambda _: feats)}) as tr:
         def layer_step() -> Tuple[Tensor, Tensor]:
             image = tr.run(best["z"])
             return loss_of(image), image
 
-        loop.run([feats], lr, steps, layer_step, lambda: best.update(features=feats.detach().clone()))
+        loop.run([feats], lr, steps, layer_step,
+                 lambda better: best.update(features=rows_where(better, feats, best["features"])))
 
 
 def invert(generator: nn.Module, target: Tensor, *, encoder: Optional[nn.Module] = None,
            z_init: Optional[Tensor] = None, z_dim: Optional[int] = None, steps: int = 200, lr: float = 0.05,
            layer: Optional[str] = None, layer_steps: int = 200, layer_lr: float = 0.01,
-           features_init: Optional[Tensor] = None, feature_loss: Optional[Callable[[Tensor, Tensor], Tensor]] = None, feature_weight: float = 1.0,
-           seed: int = 0, stop: Optional[Callable[[], bool]] = None,
+           features_init: Optional[Tensor] = None, feature_loss: Optional[Callable[[Tensor, Tensor], Tensor]] = None,
+           feature_weight: float = 1.0, seed: int = 0, stop: Optional[Callable[[], bool]] = None,
            callback: Optional[Callable[[int, float, Tensor], None]] = None) -> InversionResult:
     """Invert ``generator`` on ``target`` (one image ``(1, C, H, W)`` or ``(C, H, W)`` in the output range).
 
     ``steps`` Adam steps on ``z`` (from ``z_init``, else ``encoder(target)``, else a normal draw with ``seed``),
     then ``layer_steps`` on ``layer``'s features if ``layer`` is given, starting from the features the best
-    latent makes or from ``features_init`` (e.g. a layer-wise encoder's guess), whichever fits better.  The loss is the pixel MSE plus
-    ``feature_weight * feature_loss(image, target)`` when given.  ``callback(step, loss, image)`` sees progress.
+    latent makes or from ``features_init`` (e.g. a layer-wise encoder's guess), whichever fits better.  The loss is
+    the pixel MSE plus ``feature_weight * feature_loss(image, target)`` when given.  ``callback(step, loss, image)``
+    sees progress.
     """
-    target = _as_target(generator, target)
+    return invert_many(generator, _as_target(generator, target), encoder=encoder, z_init=z_init, z_dim=z_dim,
+                       steps=steps, lr=lr, layer=layer, layer_steps=layer_steps, layer_lr=layer_lr,
+                       features_init=features_init, feature_loss=feature_loss, feature_weight=feature_weight,
+                       seed=seed, stop=stop, callback=callback)[0]
+
+
+def invert_many(generator: nn.Module, targets: Tensor, *, encoder: Optional[nn.Module] = None,
+                z_init: Optional[Tensor] = None, z_dim: Optional[int] = None, steps: int = 200, lr: float = 0.05,
+                layer: Optional[str] = None, layer_steps: int = 200, layer_lr: float = 0.01,
+                features_init: Optional[Tensor] = None,
+                feature_loss: Optional[Callable[[Tensor, Tensor], Tensor]] = None, feature_weight: float = 1.0,
+                seed: int = 0, stop: Optional[Callable[[], bool]] = None,
+                callback: Optional[Callable[[int, float, Tensor], None]] = None) -> List[InversionResult]:
+    """:func:`invert` on every image of ``targets`` ``(N, C, H, W)`` at once, one result per image.
+
+    The images are optimised in one batch, each with its own loss, so each follows the path it would follow alone
+    (the same start: the encoder's guess, or the one latent drawn with ``seed``), up to float rounding, in less time
+    per image.  ``z_init`` and ``features_init`` hold one row per image; ``callback`` sees the mean loss and the
+    whole batch.
+    """
+    target = _as_target(generator, targets, many=True)
+    n = len(target)
     if layer is not None:
         get_module(generator, layer)
     if z_init is None and encoder is not None:
         z_init = encode(encoder, target)
     if z_init is None:
-        z_init = seeded_latents(1, z_dim_of(generator, z_dim), seed)
-    z = z_init.detach().clone().to(target.device).reshape(1, -1).requires_grad_(True)
-    loss_of = _loss_fn(target, feature_loss, feature_weight)
-    loop = _Loop(stop, callback)
+        z_init = seeded_latents(1, z_dim_of(generator, z_dim), seed).expand(n, -1)
+    z_init = z_init.detach().to(target.device).reshape(len(z_init), -1)
+    if len(z_init) != n:
+        raise ValueError(f"z_init has {len(z_init)} rows for {n} images")
+    z = z_init.clone().requires_grad_(True)
+    loss_of = per_image_loss(target, feature_loss, feature_weight)
+    loop = AdamLoop(stop, callback, n)
     best: Dict[str, Optional[Tensor]] = {"z": z.detach().clone(), "features": None}
     with frozen(generator):
         def z_step() -> Tuple[Tensor, Tensor]:
             image = generator(z)
             return loss_of(image), image
 
-        loop.run([z], lr, steps, z_step, lambda: best.update(z=z.detach().clone()))
+        loop.run([z], lr, steps, z_step, lambda better: best.update(z=rows_where(better, z, best["z"])))
         if layer is not None and not loop.interrupted:
             _optimise_features(generator, layer, best, features_init, loss_of, loop, layer_lr, layer_steps)
-    result = InversionResult(best["z"], target, 0.0, loop.losses, layer if best["features"] is not None else None,
-                             best["features"], loop.interrupted, target=target)
-    result.image = reconstruct(generator, result).detach()
-    result.psnr = psnr(result.image, target)
-    return result
+    features = best["features"]
+    results = [InversionResult(best["z"][i:i + 1], target[i:i + 1], 0.0, loop.losses(i),
+                               layer if features is not None else None,
+                               None if features is None else features[i:i + 1], loop.interrupted,
+                               target=target[i:i + 1]) for i in range(n)]
+    images = reconstruct(generator, InversionResult(best["z"], target, 0.0, [], results[0].layer, features)).detach()
+    for i, result in enumerate(results):
+        result.image = images[i:i + 1]
+        result.psnr = psnr(result.image, result.target)
+    return results
 
 
 def later_layers(generator: nn.Module, layer: str) -> List[str]:
@@ -281,8 +264,8 @@ def _finetune(generator: nn.Module, base: nn.Module, start: InversionResult, tar
         p.requires_grad_(True)
     originals = [p.detach().clone() for p in params]
     norm = sum(float(o.pow(2).sum()) for o in originals) + 1e-12
-    loss_of = _loss_fn(target, feature_loss, feature_weight)
-    loop = _Loop(stop, callback)
+    loss_of = per_image_loss(target, feature_loss, feature_weight)
+    loop = AdamLoop(stop, callback)
     best = {"state": [p.detach().clone() for p in params]}
     edits = {} if start.features is None else {start.layer: Replace(lambda _: start.features)}
 
@@ -294,14 +277,14 @@ def _finetune(generator: nn.Module, base: nn.Module, start: InversionResult, tar
             image = tr.run(start.z)
             return loss_of(image) + reg * drift(), image
 
-        loop.run(params, lr, steps, step, lambda: best.update(state=[p.detach().clone() for p in params]))
+        loop.run(params, lr, steps, step, lambda _: best.update(state=[p.detach().clone() for p in params]))
     with torch.no_grad():
         for p, b in zip(params, best["state"]):
             p.copy_(b)
         moved = float(drift()) ** 0.5
     for p in tuned.parameters():
         p.requires_grad_(False)
-    result = InversionResult(start.z, target, 0.0, start.losses + loop.losses, start.layer, start.features,
+    result = InversionResult(start.z, target, 0.0, start.losses + loop.losses(), start.layer, start.features,
                              loop.interrupted, generator=tuned, target=target, drift=moved)
     result.image = reconstruct(generator, result).detach()
     result.psnr = psnr(result.image, target)
@@ -314,8 +297,9 @@ class Inverter:
     ``finetune_steps`` of generator fine-tuning (0: none).  An encoder with ``feature_layer == layer`` and a
     ``features`` part (like the bundled toy-encoder) also offers its guess of the layer's features.  Call it on an
     ``(H, W, 3)`` uint8 photo (any size: centre-cropped and resized) or a ``(1, C, H, W)`` tensor in
-    ``output_range``; progress goes to ``callback``.  With ``cache_dir``, finished inversions are stored by the
-    generator's and encoder's weights, the settings and the target's pixels, and an identical call loads them.
+    ``output_range``; progress goes to ``callback``.  :meth:`many` inverts several images together.  With
+    ``cache_dir``, finished inversions are stored by the generator's and encoder's weights, the settings and the
+    target's pixels, and an identical call loads them.
     """
 
     generator: nn.Module
@@ -368,37 +352,66 @@ class Inverter:
 
     def __call__(self, photo: Union[np.ndarray, Tensor], *, stop: Optional[Callable[[], bool]] = None,
                  callback: Optional[Callable[[int, float, Tensor], None]] = None) -> InversionResult:
-        target = self.as_target(photo)
-        if self.cache_dir is None:
-            return self._invert(target, stop, callback)
-        cache, key = ResultCache(self.cache_dir), self._key(target)
-        hit = cache.load(key, lambda path: self._restore(dict(np.load(path)), target))
-        if hit is not None:
-            return hit
-        result = self._invert(target, stop, callback)
-        if not result.interrupted:
-            cache.save(key, lambda tmp: np.savez(tmp, **self._arrays(result)))
-        return result
+        return self._each([self.as_target(photo)], stop, callback, 1)[0]
+
+    def many(self, photos: Union[Sequence[Union[np.ndarray, Tensor]], np.ndarray, Tensor], *, batch_size: int = 16,
+             stop: Optional[Callable[[], bool]] = None) -> List[InversionResult]:
+        """One result per photo: uint8 ``(H, W, 3)`` photos (a list, or an ``(N, H, W, 3)`` array) or an
+        ``(N, C, H, W)`` tensor in ``output_range``.  Those not in the cache are inverted ``batch_size`` at a time
+        (each as it would be alone, up to float rounding, in less time per image)."""
+        if isinstance(photos, (np.ndarray, Tensor)) and photos.ndim == 4:
+            photos = list(photos[:, None] if isinstance(photos, Tensor) else photos)
+        targets = [self.as_target(p) for p in photos]
+        if not targets:
+            raise ValueError("no photos to invert")
+        shapes = {tuple(t.shape) for t in targets}
+        if len(shapes) > 1:
+            raise ValueError(f"the photos give targets of different shapes {sorted(shapes)}: pass uint8 photos "
+                             "(cropped and resized to the generator's size) or tensors of one size")
+        return self._each(targets, stop, None, max(1, batch_size))
+
+    def _each(self, targets: List[Tensor], stop: Optional[Callable[[], bool]],
+              callback: Optional[Callable[[int, float, Tensor], None]], batch_size: int) -> List[InversionResult]:
+        """Cached results for ``targets`` (each ``(1, C, H, W)``), the others inverted in batches and stored."""
+        cache = None if self.cache_dir is None else ResultCache(self.cache_dir)
+        keys = [None if cache is None else self._key(t) for t in targets]
+        results: List[Optional[InversionResult]] = [
+            None if cache is None else cache.load(key, lambda path, t=t: self._restore(dict(np.load(path)), t))
+            for key, t in zip(keys, targets)]
+        todo = [i for i, r in enumerate(results) if r is None]
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start:start + batch_size]
+            for i, result in zip(chunk, self._invert(torch.cat([targets[i] for i in chunk]), stop, callback)):
+                results[i] = result
+                if cache is not None and not result.interrupted:
+                    cache.save(keys[i], lambda tmp, r=result: np.savez(tmp, **self._arrays(r)))
+        return [r for r in results if r is not None]
 
     def _invert(self, target: Tensor, stop: Optional[Callable[[], bool]],
-                callback: Optional[Callable[[int, float, Tensor], None]]) -> InversionResult:
+                callback: Optional[Callable[[int, float, Tensor], None]]) -> List[InversionResult]:
         guess = None
         if self.layer is not None and getattr(self.encoder, "feature_layer", None) == self.layer:
             guess = encode(self.encoder.features, target)  # a layer-wise encoder's guess of this layer's features
-        result = invert(self.generator, target, encoder=self.encoder, steps=self.steps, lr=self.lr, layer=self.layer,
-                        layer_steps=self.layer_steps, layer_lr=self.layer_lr, features_init=guess,
-                        feature_loss=self.feature_loss, seed=self.seed, z_dim=self.z_dim, stop=stop,
-                        callback=callback)
-        if self.finetune_steps > 0 and not result.interrupted:
+        results = invert_many(self.generator, target, encoder=self.encoder, steps=self.steps, lr=self.lr,
+                              layer=self.layer, layer_steps=self.layer_steps, layer_lr=self.layer_lr,
+                              features_init=guess, feature_loss=self.feature_loss, seed=self.seed, z_dim=self.z_dim,
+                              stop=stop, callback=callback)
+        if self.finetune_steps <= 0:
+            return results
+        tuned = []
+        for result in results:
+            if result.interrupted:
+                tuned.append(result)
+                continue
             offset = result.steps
 
-            def shifted(step: int, loss: float, image: Tensor) -> None:
+            def shifted(step: int, loss: float, image: Tensor, offset: int = offset) -> None:
                 if callback is not None:
                     callback(offset + step, loss, image)
 
-            result = finetune(self.generator, result, steps=self.finetune_steps, feature_loss=self.feature_loss,
-                              stop=stop, callback=shifted)
-        return result
+            tuned.append(finetune(self.generator, result, steps=self.finetune_steps, feature_loss=self.feature_loss,
+                                  stop=stop, callback=shifted))
+        return tuned
 
     # -- cache ---------------------------------------------------------------------------------------------------
     def _key(self, target: Tensor) -> str:

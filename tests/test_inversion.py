@@ -186,6 +186,38 @@ def test_an_identical_inversion_is_loaded_from_the_cache(tmp_path):
     assert stopped.interrupted and len(list(tmp_path.glob("*.npz"))) == 5  # a stopped run is not kept
 
 
+def test_images_inverted_together_end_where_each_would_alone_and_share_the_cache(tmp_path):
+    g = Tiny()
+    makeable = g(torch.randn(1, 4, generator=torch.Generator().manual_seed(2))).detach()
+    targets = torch.cat([makeable, torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(3)) * 1.6 - 0.8])
+    inv = Inverter(g, layer="unflat", steps=30, layer_steps=30, lr=0.1, layer_lr=0.05)
+    alone = [inv(t[None]) for t in targets]
+    together = inv.many(targets)
+    assert len(together) == 3 and together[0].psnr > together[1].psnr + 10  # each kept its own best state
+    for a, b in zip(alone, together):
+        assert b.z.shape == (1, 4) and b.features.shape == (1, 8, 4, 4) and b.image.shape == (1, 3, 4, 4)
+        torch.testing.assert_close(b.z, a.z, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(b.image, a.image, atol=1e-4, rtol=1e-4)
+        assert b.psnr == pytest.approx(a.psnr, abs=0.01) and len(b.losses) == len(a.losses) == 60
+        assert b.psnr == pytest.approx(psnr(b.image, b.target)) and torch.equal(b.target, a.target)
+
+    batches = []
+    g.layer1.register_forward_hook(lambda m, args, out: batches.append(len(args[0])))
+    cached = Inverter(g, layer="unflat", steps=3, layer_steps=4, finetune_steps=5, cache_dir=tmp_path)
+    photos = (torch.rand(3, 4, 4, 3, generator=torch.Generator().manual_seed(1)) * 255).byte().numpy()
+    first = cached(photos[1])
+    batches.clear()
+    results = cached.many(photos)
+    assert batches[0] == 2 and len(list(tmp_path.glob("*.npz"))) == 3  # only the two new photos were inverted
+    assert torch.equal(results[1].image, first.image) and all(r.generator is not None for r in results)
+    batches.clear()
+    assert [r.psnr for r in cached.many(list(photos))] == [r.psnr for r in results] and not batches
+    with pytest.raises(ValueError, match="different shapes"):
+        inv.many([torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 8, 8)])
+    with pytest.raises(ValueError, match="no photos"):
+        inv.many([])
+
+
 def test_an_identical_finetuning_is_loaded_from_the_cache(tmp_path):
     g = Tiny()
     start = Inverter(g, layer="unflat", steps=3, layer_steps=4)(

@@ -20,7 +20,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "ganviz"
 
 FLOORS = {
-    1: ["plumbing", "preprocessing", "progress", "trace", "layernames", "edits", "layouts", "stats", "cache",
+    1: ["plumbing", "preprocessing", "progress", "trace", "layernames", "edits", "layouts", "stats", "cache", "adam_loop",
         "checkpoints", "toyworld", "conceptmaps", "basis", "charts", "hooks"],
     2: ["dissect", "ablation", "gradcam", "imaging", "metrics", "models", "zoo.arch", "sae", "directions",
         "textimage"],
