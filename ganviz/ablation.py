@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .cache import PathLike, cached_arrays, make_key, weights_hash
 from .progress import progress as progress_bar
 from .edits import Ablate, Edit, Replace, Scale
 from .trace import Trace, get_module
@@ -139,16 +140,29 @@ class FlipResult:
     trail: list[np.ndarray] = field(default_factory=list)  # class probabilities after each removal
 
 
-@torch.no_grad()
-def find_flip(model: nn.Module, layer: str, x: torch.Tensor, max_units: int = 5, candidates: int = 40
-              ) -> FlipResult:
+def find_flip(model: nn.Module, layer: str, x: torch.Tensor, max_units: int = 5, candidates: int = 40,
+              cache_dir: PathLike | None = None) -> FlipResult:
     """Greedy search for a small set of units whose removal changes the top class of one image ``x`` (1,3,H,W).
 
     Every step removes the unit (among the ``candidates`` with the largest single-unit effect) whose removal,
-    added to the units removed so far, lowers the original class's probability most.
+    added to the units removed so far, lowers the original class's probability most.  With ``cache_dir``, the
+    search is stored by the model's weights, the layer, the image and the settings, and an identical call loads it.
     """
     if x.ndim == 3:
         x = x[None]
+    get_module(model, layer)
+    key = make_key(kind="flip", model=weights_hash(model), layer=layer, x=x.detach().cpu(), max_units=max_units,
+                   candidates=candidates) if cache_dir is not None else ""
+    out = cached_arrays(cache_dir, key, lambda: _flip_search(model, layer, x, max_units, candidates))
+    units, trail = [int(u) for u in out["units"]], list(out["trail"])
+    original, new = int(trail[0].argmax()), int(trail[-1].argmax())
+    return FlipResult(units, original, new, new != original, trail)
+
+
+@torch.no_grad()
+def _flip_search(model: nn.Module, layer: str, x: torch.Tensor, max_units: int, candidates: int
+                 ) -> dict[str, np.ndarray]:
+    """:func:`find_flip`'s search: the units removed and the class probabilities before and after each removal."""
     probs = predict(model, x)[0]
     original = int(probs.argmax())
     ranked = single_unit_effects(model, layer, x, original).argsort(descending=True)[:candidates].tolist()
@@ -161,8 +175,8 @@ def find_flip(model: nn.Module, layer: str, x: torch.Tensor, max_units: int = 5,
         probs = predict(model, x, layer, Ablate(removed))[0]
         trail.append(probs.numpy())
         if int(probs.argmax()) != original:
-            return FlipResult(removed, original, int(probs.argmax()), True, trail)
-    return FlipResult(removed, original, int(probs.argmax()), False, trail)
+            break
+    return {"units": np.asarray(removed, np.int64), "trail": np.stack(trail)}
 
 
 @torch.no_grad()

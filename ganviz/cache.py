@@ -27,7 +27,7 @@ import types
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar, Union
+from typing import Any, Callable, Dict, Optional, TypeVar, Union
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ __all__ = [
     "callable_id",
     "make_key",
     "ResultCache",
+    "cached_arrays",
 ]
 
 T = TypeVar("T")
@@ -277,3 +278,23 @@ class ResultCache:
 
     def __repr__(self) -> str:
         return f"ResultCache({str(self.directory)!r})"
+
+
+def cached_arrays(cache_dir: Optional[PathLike], key: str, compute: Callable[[], Dict[str, np.ndarray]]
+                  ) -> Dict[str, np.ndarray]:
+    """``compute()`` (named arrays); with ``cache_dir``, what a call with the same ``key`` stored there, or
+    ``compute()`` stored under ``key`` for the next call."""
+    if cache_dir is None:
+        return compute()
+    cache = ResultCache(cache_dir)
+
+    def read(path: Path) -> Dict[str, np.ndarray]:
+        with np.load(path) as arrays:
+            return dict(arrays)
+
+    hit = cache.load(key, read)
+    if hit is not None:
+        return hit
+    out = compute()
+    cache.save(key, lambda tmp: np.savez(tmp, **out))
+    return out

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .cache import ResultCache, callable_id, make_key, weights_hash
+from .cache import cached_arrays, callable_id, make_key, weights_hash
 from .dissect import DissectionResult
 from .plumbing import eval_mode, model_device, segment
 from .edits import Ablate, EditSpec, SetLevel
@@ -109,26 +109,16 @@ class GeneratorProbe:
         self.preprocess = segmenter_preprocess or (lambda x: x)
         self.batch_size = batch_size
         self.device = model_device(generator)
-        self.cache = None if cache_dir is None else ResultCache(cache_dir)
+        self.cache_dir = cache_dir
 
     def _cached(self, kind: str, params: Dict[str, Any], compute: Callable[[], Dict[str, np.ndarray]]
                 ) -> Dict[str, np.ndarray]:
         """``compute()`` (named arrays), or what an identical call stored in the cache."""
-        if self.cache is None:
+        if self.cache_dir is None:
             return compute()
         key = make_key(kind=f"generator-probe-{kind}", generator=weights_hash(self.generator), layer=self.layer,
                        segmenter=callable_id(self.segmenter), preprocess=callable_id(self.preprocess), **params)
-        hit = self.cache.load(key, lambda path: dict(np.load(path)))
-        if hit is not None:
-            return hit
-        out = compute()
-
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as f:
-                np.savez(f, **out)
-
-        self.cache.save(key, write)
-        return out
+        return cached_arrays(self.cache_dir, key, compute)
 
     # -- basics -------------------------------------------------------------------------------------------------
     @property

@@ -7,13 +7,13 @@ area vectors summarises the gap in one number.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .cache import PathLike, ResultCache, callable_id, make_key, weights_hash
+from .cache import PathLike, cached_arrays, callable_id, make_key, weights_hash
 from .plumbing import eval_mode, model_device, seeded_generator, segment, z_dim_of
 from .metrics import frechet_distance
 
@@ -64,19 +64,12 @@ def label_statistics(labels: Tensor, concept_names: Sequence[str], min_pixels: i
 def _cached(cache_dir: Optional[PathLike], concept_names: Sequence[str], compute: Callable[[], ConceptStats],
             **key: Any) -> ConceptStats:
     """``compute()``, or with ``cache_dir`` the statistics stored under ``key`` (computed and stored once)."""
-    if cache_dir is None:
-        return compute()
-    cache, key_ = ResultCache(cache_dir), make_key(kind="concept statistics", concepts=list(concept_names), **key)
-    def load(path: Any) -> ConceptStats:
-        with np.load(path) as arrays:
-            return ConceptStats(tuple(concept_names), arrays["per_image"], arrays["presence"])
+    def arrays() -> Dict[str, np.ndarray]:
+        stats = compute()
+        return {"per_image": stats.per_image, "presence": stats.presence_per_image}
 
-    hit = cache.load(key_, load)
-    if hit is not None:
-        return hit
-    stats = compute()
-    cache.save(key_, lambda tmp: np.savez(tmp, per_image=stats.per_image, presence=stats.presence_per_image))
-    return stats
+    out = cached_arrays(cache_dir, make_key(kind="concept statistics", concepts=list(concept_names), **key), arrays)
+    return ConceptStats(tuple(concept_names), out["per_image"], out["presence"])
 
 
 @torch.no_grad()

@@ -66,3 +66,26 @@ def test_the_shortcut_fans_out_vit_tokens_with_their_class_token():
     assert fanned and probs.shape == (8, len(info.class_names))
     effects = ablation.single_unit_effects(vit, "blocks.3", x, 1, units=range(0, 128, 9))
     assert torch.allclose(effects[::9], brute_force(vit, "blocks.3", x, 1, range(0, 128, 9)), atol=1e-5)
+
+
+def test_a_flip_search_is_loaded_from_the_cache(tmp_path):
+    model = classifier()
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    plain = ablation.find_flip(model, "conv5_3", x, max_units=2, candidates=8)
+    calls = []
+    hook = model.conv1_1.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        first = ablation.find_flip(model, "conv5_3", x, max_units=2, candidates=8, cache_dir=tmp_path)
+        ran = len(calls)
+        again = ablation.find_flip(model, "conv5_3", x, max_units=2, candidates=8, cache_dir=tmp_path)
+    finally:
+        hook.remove()
+    assert ran > 0 and len(calls) == ran and len(list(tmp_path.glob("*.npz"))) == 1  # the second call ran nothing
+    for result in (first, again):
+        assert result.units == plain.units and len(result.units) in (1, 2)
+        assert (result.original_class, result.new_class, result.flipped) == \
+            (plain.original_class, plain.new_class, plain.flipped)
+        assert len(result.trail) == len(plain.trail) == len(plain.units) + 1
+        assert all(abs(a - b).max() < 1e-6 for a, b in zip(result.trail, plain.trail))
+    ablation.find_flip(model, "conv5_3", x, max_units=1, candidates=8, cache_dir=tmp_path)  # other settings
+    assert len(list(tmp_path.glob("*.npz"))) == 2
