@@ -151,9 +151,9 @@ def find_flip(model: nn.Module, layer: str, x: torch.Tensor, max_units: int = 5,
     if x.ndim == 3:
         x = x[None]
     get_module(model, layer)
-    key = make_key(kind="flip", model=weights_hash(model), layer=layer, x=x.detach().cpu(), max_units=max_units,
-                   candidates=candidates) if cache_dir is not None else ""
-    out = cached_arrays(cache_dir, key, lambda: _flip_search(model, layer, x, max_units, candidates))
+    out = cached_arrays(cache_dir, lambda: make_key(kind="flip", model=weights_hash(model), layer=layer,
+                                                    x=x.detach().cpu(), max_units=max_units, candidates=candidates),
+                        lambda: _flip_search(model, layer, x, max_units, candidates))
     units, trail = [int(u) for u in out["units"]], list(out["trail"])
     original, new = int(trail[0].argmax()), int(trail[-1].argmax())
     return FlipResult(units, original, new, new != original, trail)

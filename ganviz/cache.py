@@ -280,21 +280,21 @@ class ResultCache:
         return f"ResultCache({str(self.directory)!r})"
 
 
-def cached_arrays(cache_dir: Optional[PathLike], key: str, compute: Callable[[], Dict[str, np.ndarray]]
+def cached_arrays(cache_dir: Optional[PathLike], key: Callable[[], str], compute: Callable[[], Dict[str, np.ndarray]]
                   ) -> Dict[str, np.ndarray]:
-    """``compute()`` (named arrays); with ``cache_dir``, what a call with the same ``key`` stored there, or
-    ``compute()`` stored under ``key`` for the next call."""
+    """``compute()`` (named arrays); with ``cache_dir``, what a call with the same ``key()`` stored there, or
+    ``compute()`` stored under it for the next call (``key`` is only called with a cache: hashing costs time)."""
     if cache_dir is None:
         return compute()
-    cache = ResultCache(cache_dir)
+    cache, name = ResultCache(cache_dir), key()
 
     def read(path: Path) -> Dict[str, np.ndarray]:
         with np.load(path) as arrays:
             return dict(arrays)
 
-    hit = cache.load(key, read)
+    hit = cache.load(name, read)
     if hit is not None:
         return hit
     out = compute()
-    cache.save(key, lambda tmp: np.savez(tmp, **out))
+    cache.save(name, lambda tmp: np.savez(tmp, **out))
     return out

@@ -114,11 +114,9 @@ class GeneratorProbe:
     def _cached(self, kind: str, params: Dict[str, Any], compute: Callable[[], Dict[str, np.ndarray]]
                 ) -> Dict[str, np.ndarray]:
         """``compute()`` (named arrays), or what an identical call stored in the cache."""
-        if self.cache_dir is None:
-            return compute()
-        key = make_key(kind=f"generator-probe-{kind}", generator=weights_hash(self.generator), layer=self.layer,
-                       segmenter=callable_id(self.segmenter), preprocess=callable_id(self.preprocess), **params)
-        return cached_arrays(self.cache_dir, key, compute)
+        return cached_arrays(self.cache_dir, lambda: make_key(
+            kind=f"generator-probe-{kind}", generator=weights_hash(self.generator), layer=self.layer,
+            segmenter=callable_id(self.segmenter), preprocess=callable_id(self.preprocess), **params), compute)
 
     # -- basics -------------------------------------------------------------------------------------------------
     @property

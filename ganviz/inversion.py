@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import torch
@@ -385,7 +385,7 @@ class Inverter:
                 results[i] = result
                 if cache is not None and not result.interrupted:
                     cache.save(keys[i], lambda tmp, r=result: np.savez(tmp, **self._arrays(r)))
-        return [r for r in results if r is not None]
+        return cast(List[InversionResult], results)  # every entry is filled above
 
     def _invert(self, target: Tensor, stop: Optional[Callable[[], bool]],
                 callback: Optional[Callable[[int, float, Tensor], None]]) -> List[InversionResult]:

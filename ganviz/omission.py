@@ -62,13 +62,15 @@ def label_statistics(labels: Tensor, concept_names: Sequence[str], min_pixels: i
 
 
 def _cached(cache_dir: Optional[PathLike], concept_names: Sequence[str], compute: Callable[[], ConceptStats],
-            **key: Any) -> ConceptStats:
-    """``compute()``, or with ``cache_dir`` the statistics stored under ``key`` (computed and stored once)."""
+            key: Callable[[], Dict[str, Any]]) -> ConceptStats:
+    """``compute()``, or with ``cache_dir`` the statistics stored under the parts ``key()`` names (computed and
+    stored once)."""
     def arrays() -> Dict[str, np.ndarray]:
         stats = compute()
         return {"per_image": stats.per_image, "presence": stats.presence_per_image}
 
-    out = cached_arrays(cache_dir, make_key(kind="concept statistics", concepts=list(concept_names), **key), arrays)
+    out = cached_arrays(cache_dir, lambda: make_key(kind="concept statistics", concepts=list(concept_names), **key()),
+                        arrays)
     return ConceptStats(tuple(concept_names), out["per_image"], out["presence"])
 
 
@@ -89,8 +91,8 @@ def segment_statistics(images: Tensor, segmenter: Callable[[Tensor], Any], conce
                       for i in range(0, len(images), batch_size)]
         return label_statistics(torch.cat(labels), concept_names)
 
-    return _cached(cache_dir, concept_names, compute, images=torch.as_tensor(images).detach().cpu(),
-                   segmenter=callable_id(segmenter))
+    return _cached(cache_dir, concept_names, compute,
+                   lambda: dict(images=torch.as_tensor(images).detach().cpu(), segmenter=callable_id(segmenter)))
 
 
 @torch.no_grad()
@@ -115,9 +117,10 @@ def generated_statistics(generator: nn.Module, segmenter: Callable[[Tensor], Any
                 labels.append(segment(segmenter, prep(generator(z)))[0].cpu())
         return label_statistics(torch.cat(labels), concept_names)
 
-    return _cached(cache_dir, concept_names, compute, generator=weights_hash(generator),
-                   segmenter=callable_id(segmenter), preprocess=callable_id(segmenter_preprocess), n=n, z_dim=z_dim,
-                   seed=seed, batch_size=batch_size)
+    return _cached(cache_dir, concept_names, compute,
+                   lambda: dict(generator=weights_hash(generator), segmenter=callable_id(segmenter),
+                                preprocess=callable_id(segmenter_preprocess), n=n, z_dim=z_dim, seed=seed,
+                                batch_size=batch_size))
 
 
 @dataclass(frozen=True)
